@@ -1,0 +1,3 @@
+from snnbp.cli import main
+
+raise SystemExit(main())

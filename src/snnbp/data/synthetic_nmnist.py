@@ -1,0 +1,403 @@
+"""Synthetic N-MNIST: MNIST digits turned into event recordings by simulating how N-MNIST was recorded.
+
+Orchard et al. (2015, Front. Neurosci. 9:437) showed each MNIST digit on a monitor and moved an ATIS event
+camera (34 x 34 pixels used) in three ~100 ms saccades along a triangle, so the digit slides a few pixels
+across the sensor and its edges make events. This module simulates that recording:
+
+1. Scene: the 28 x 28 digit (white on black) placed in the 34 x 34 frame, blurred (optics + pixel area),
+   and moved along the saccade path. The path and the speed profile of each saccade were fitted to the 20
+   real recordings in ``shared/data/nmnist-sample`` (see ``SynthParams``).
+2. Pixels: each pixel sees log intensity ``log(black + (1 - black) * v)``. It emits an ON (OFF) event when
+   the log intensity rose (fell) by more than its own contrast threshold since its last reset; thresholds
+   vary from pixel to pixel (Gaussian mismatch). After an event the pixel is held in reset for a refractory
+   period (changes during it are lost, as in a real DVS/ATIS pixel).
+3. Sensor noise: Poisson background events at a low rate per pixel, Gaussian timestamp jitter.
+
+Everything random comes from one ``numpy.random.Generator`` per sample whose seed is derived from
+``(seed, split, index)``, so a sample's events do not depend on how many workers made the dataset.
+The time-stepped pixel loop is compiled with numba; the rest is numpy.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numba
+import numpy as np
+
+from snnbp.data.events import EVENT_DTYPE
+from snnbp.errors import DataError
+
+GENERATOR_VERSION = "1.0"
+SPLIT_CODES = {"train": 0, "test": 1}
+SPLIT_DIRS = {"train": "Train", "test": "Test"}
+
+
+@dataclass(frozen=True)
+class SynthParams:
+    """Parameters of the simulated recording. Lengths in sensor pixels, times in ms unless named _us.
+
+    The defaults were calibrated against the 20 real recordings (same MNIST digits): events per sample,
+    ON fraction, burst profile, spatial spread and inter-event intervals (see the module docstring).
+    """
+
+    width: int = 34  # sensor pixels
+    height: int = 34
+    # Geometry, fitted to the real recordings: where the digit's pixel (0, 0) sits on the sensor at t = 0,
+    # and the image displacement (dx, dy) of each saccade. The three nearly close a triangle: down (and a
+    # little right), up-right, left.
+    offset_x: float = 0.5
+    offset_y: float = 1.0
+    saccade_dx: tuple[float, ...] = (1.25, 3.75, -4.5)
+    saccade_dy: tuple[float, ...] = (5.75, -5.5, -0.5)
+    # Timing: start and end of each saccade (ms) and its speed profile u^a (1 - u)^b, u in [0, 1] over the
+    # saccade. Fitted to the real 5 ms event-rate profile (slow start of the first saccade, abrupt third).
+    saccade_start_ms: tuple[float, ...] = (0.0, 105.0, 217.5)
+    saccade_end_ms: tuple[float, ...] = (82.5, 192.5, 305.0)
+    saccade_shape_a: tuple[float, ...] = (1.8, 1.65, 1.25)
+    saccade_shape_b: tuple[float, ...] = (1.2, 1.8, 1.95)
+    tremor_px: float = 0.0  # optional sinusoidal vibration of the mount, amplitude per axis (px)
+    tremor_hz: float = 35.0
+    duration_ms: tuple[float, float] = (304.0, 313.0)  # uniform range of the recording length
+    # Optics and display: blur sigma (px) on top of bilinear pixel sampling; monitor luminance
+    # (pixel / 255) ** gamma over a black level (fraction of white), which also keeps log() finite.
+    # Gamma matters: faint anti-aliased strokes then give few events, as in the real recordings.
+    blur_sigma_px: float = 0.25
+    display_gamma: float = 2.8
+    black_level: float = 0.07
+    dark_digit: bool = False  # show the digit dark on a white screen instead of white on black
+    # Pixel: photoreceptor low-pass time constant, contrast thresholds (log units) with Gaussian
+    # pixel-to-pixel mismatch, refractory period; then sensor noise and timestamp jitter.
+    photoreceptor_tau_ms: float = 3.0
+    threshold_on: float = 0.36
+    threshold_off: float = 0.36
+    threshold_mismatch: float = 0.03
+    refractory_us: float = 1300.0
+    noise_rate_hz: float = 0.6  # background events per pixel per second (ON and OFF together)
+    jitter_us: float = 80.0  # Gaussian sigma
+    dt_us: float = 500.0  # simulation step; crossing times are interpolated within a step
+
+    def to_json(self) -> dict:
+        return asdict(self)
+
+
+DEFAULT_PARAMS = SynthParams()
+
+
+def sample_rng(seed: int, split: str, index: int) -> np.random.Generator:
+    """The generator for one sample: a function of (seed, split, 0-based index) only."""
+    return np.random.Generator(np.random.PCG64(np.random.SeedSequence([int(seed), SPLIT_CODES[split], int(index)])))
+
+
+# --------------------------------------------------------------------------------------------- scene
+
+
+def _gaussian_blur(img: np.ndarray, sigma: float) -> np.ndarray:
+    """Separable Gaussian blur of a 2-D float image (zero outside), same shape."""
+    if sigma <= 0:
+        return img
+    r = max(1, int(np.ceil(3 * sigma)))
+    k = np.exp(-0.5 * (np.arange(-r, r + 1) / sigma) ** 2)
+    k /= k.sum()
+    out = np.apply_along_axis(lambda v: np.convolve(v, k, mode="same"), 0, img)
+    return np.apply_along_axis(lambda v: np.convolve(v, k, mode="same"), 1, out)
+
+
+def saccade_path(params: SynthParams, times_ms: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """Image displacement (dx, dy) in pixels at each time (ms): the saccades plus a small tremor.
+
+    Each saccade's speed follows u^a (1 - u)^b on its interval; the position is its normalised integral
+    times the saccade's displacement, so the image ends exactly where the saccade says.
+    """
+    dx = np.zeros_like(times_ms)
+    dy = np.zeros_like(times_ms)
+    u_fine = np.linspace(0.0, 1.0, 401)
+    for k in range(len(params.saccade_dx)):
+        t0, t1 = params.saccade_start_ms[k], params.saccade_end_ms[k]
+        speed = u_fine ** params.saccade_shape_a[k] * (1.0 - u_fine) ** params.saccade_shape_b[k]
+        cum = np.concatenate([[0.0], np.cumsum(0.5 * (speed[1:] + speed[:-1]))])
+        cum /= cum[-1]
+        frac = np.interp((times_ms - t0) / (t1 - t0), u_fine, cum)  # 0 before, 1 after the saccade
+        dx += params.saccade_dx[k] * frac
+        dy += params.saccade_dy[k] * frac
+    if params.tremor_px > 0:  # mount vibration: random phase per axis, so edges flicker a little between saccades
+        phase = rng.uniform(0, 2 * np.pi, size=2)
+        w = 2 * np.pi * params.tremor_hz / 1000.0
+        dx += params.tremor_px * np.sin(w * times_ms + phase[0])
+        dy += params.tremor_px * np.sin(1.3 * w * times_ms + phase[1])
+    return dx, dy
+
+
+# --------------------------------------------------------------------------------------------- pixels
+
+
+@numba.njit(cache=True, nogil=True)
+def _pixel_events(scene, outside, org_x, org_y, t_us, thr_on, thr_off, ref0, refractory_us, black, lp_gain,
+                  out_x, out_y, out_p, out_t):
+    """Run every sensor pixel through the time grid; write events into the out_* buffers, return their count.
+
+    scene: (Hs, Ws) float64 blurred screen luminance in [0, 1], ``outside`` beyond its border; org_x/org_y: (T,) position of scene
+    pixel (0, 0) on the sensor at each step; t_us: (T,) step times; thr_on/thr_off/ref0: (H, W) per-pixel
+    thresholds and initial reference offset (log units); lp_gain: per-step gain of the photoreceptor
+    low-pass, 1 - exp(-dt / tau) (1 = no filtering). Events are emitted at the linearly interpolated
+    crossing time and are not time-sorted.
+    """
+    H, W = thr_on.shape
+    Hs, Ws = scene.shape
+    T = t_us.shape[0]
+    n = 0
+    cap = out_t.shape[0]
+    ox_lo, ox_hi, oy_lo, oy_hi = org_x.min(), org_x.max(), org_y.min(), org_y.max()
+    for y in range(H):
+        for x in range(W):
+            # skip pixels the digit never reaches (blurred support + path): they only see the black screen
+            if x - ox_lo < -1.0 or x - ox_hi > Ws or y - oy_lo < -1.0 or y - oy_hi > Hs:
+                continue
+            prev = 0.0
+            ref = 0.0
+            hold_until = -1.0
+            for k in range(T):
+                sx = x - org_x[k]
+                sy = y - org_y[k]
+                v = 0.0
+                x0 = int(np.floor(sx))
+                y0 = int(np.floor(sy))
+                fx = sx - x0
+                fy = sy - y0
+                for dyy in range(2):
+                    yy = y0 + dyy
+                    wy = fy if dyy == 1 else 1.0 - fy
+                    for dxx in range(2):
+                        xx = x0 + dxx
+                        wx = fx if dxx == 1 else 1.0 - fx
+                        if yy < 0 or yy >= Hs or xx < 0 or xx >= Ws:
+                            v += wx * wy * outside
+                        else:
+                            v += wx * wy * scene[yy, xx]
+                raw = np.log(black + (1.0 - black) * v)
+                if k == 0:  # start settled, with a random distance to the next threshold
+                    lv = raw
+                    ref = lv + ref0[y, x]
+                    prev = lv
+                    continue
+                lv = prev + lp_gain * (raw - prev)
+                if t_us[k] < hold_until:
+                    ref = lv  # held in reset: the reference follows the input, changes are lost
+                else:
+                    d = lv - ref
+                    th = thr_on[y, x] if d > 0 else thr_off[y, x]
+                    if abs(d) >= th and n < cap:
+                        # crossing time: where the straight line prev -> lv crossed ref +- th
+                        target = ref + th if d > 0 else ref - th
+                        step = lv - prev
+                        f = (target - prev) / step if step != 0.0 else 1.0
+                        f = min(max(f, 0.0), 1.0)
+                        te = t_us[k - 1] + f * (t_us[k] - t_us[k - 1])
+                        out_x[n] = x
+                        out_y[n] = y
+                        out_p[n] = 1 if d > 0 else 0
+                        out_t[n] = te
+                        n += 1
+                        hold_until = te + refractory_us
+                        ref = lv
+                prev = lv
+    return n
+
+
+def _noise_events(params: SynthParams, duration_us: float, rng: np.random.Generator):
+    """Background activity: Poisson events, uniform over pixels, time and polarity. Returns x, y, p, t."""
+    n_pix = params.width * params.height
+    n = rng.poisson(params.noise_rate_hz * n_pix * duration_us * 1e-6)
+    pix = rng.integers(0, n_pix, size=n)
+    return pix % params.width, pix // params.width, rng.integers(0, 2, size=n), rng.uniform(0, duration_us, size=n)
+
+
+def synthesize_sample(image: np.ndarray, rng_or_seed, params: SynthParams = DEFAULT_PARAMS) -> np.ndarray:
+    """Simulate the N-MNIST recording of one digit.
+
+    image: (28, 28) uint8 MNIST digit (0 = black background, 255 = white stroke).
+    rng_or_seed: numpy Generator, or an int seed.
+    Returns a structured array of EVENT_DTYPE (x, y in [0, 34), p 1 = ON, t in integer microseconds),
+    sorted by time, all within [0, duration) where duration is drawn from ``params.duration_ms``.
+    """
+    rng = rng_or_seed if isinstance(rng_or_seed, np.random.Generator) else np.random.default_rng(rng_or_seed)
+    image = np.asarray(image)
+    if image.ndim != 2:
+        raise ValueError(f"expected a 2-D digit image, got shape {image.shape}")
+    pad = int(np.ceil(3 * params.blur_sigma_px)) + 1  # room for the blur to spread outside the digit
+    level = image.astype(np.float64) / 255.0
+    outside = 1.0 if params.dark_digit else 0.0
+    scene = np.full((image.shape[0] + 2 * pad, image.shape[1] + 2 * pad), outside)
+    scene[pad:-pad, pad:-pad] = (1.0 - level if params.dark_digit else level) ** params.display_gamma
+    scene = np.clip(outside + _gaussian_blur(scene - outside, params.blur_sigma_px), 0.0, 1.0)
+
+    duration_us = 1000.0 * rng.uniform(*params.duration_ms)
+    t_us = np.arange(0.0, duration_us + params.dt_us, params.dt_us)
+    dx, dy = saccade_path(params, t_us / 1000.0, rng)
+    org_x = params.offset_x - pad + dx
+    org_y = params.offset_y - pad + dy
+
+    shape = (params.height, params.width)
+    thr_on = np.maximum(params.threshold_on + params.threshold_mismatch * rng.standard_normal(shape), 0.02)
+    thr_off = np.maximum(params.threshold_off + params.threshold_mismatch * rng.standard_normal(shape), 0.02)
+    ref0 = rng.uniform(-0.9, 0.9, size=shape) * np.minimum(thr_on, thr_off)  # pixels start at random reset phases
+
+    tau_us = 1000.0 * params.photoreceptor_tau_ms
+    lp_gain = 1.0 - np.exp(-params.dt_us / tau_us) if tau_us > 0 else 1.0
+    cap = params.width * params.height * (int(duration_us / max(params.refractory_us, params.dt_us)) + 2)
+    bx, by = np.empty(cap, np.int32), np.empty(cap, np.int32)
+    bp, bt = np.empty(cap, np.uint8), np.empty(cap, np.float64)
+    n = _pixel_events(scene, outside, org_x, org_y, t_us, thr_on, thr_off, ref0, float(params.refractory_us),
+                      float(params.black_level), lp_gain, bx, by, bp, bt)
+    nx, ny, npol, nt = _noise_events(params, duration_us, rng)
+
+    t = np.concatenate([bt[:n], nt])
+    t = np.rint(t + params.jitter_us * rng.standard_normal(t.shape))
+    keep = (t >= 0) & (t < duration_us)
+    ev = np.empty(int(keep.sum()), dtype=EVENT_DTYPE)
+    ev["x"] = np.concatenate([bx[:n], nx])[keep]
+    ev["y"] = np.concatenate([by[:n], ny])[keep]
+    ev["p"] = np.concatenate([bp[:n], npol])[keep]
+    ev["t"] = t[keep].astype(np.int64)
+    return ev[np.argsort(ev["t"], kind="stable")]
+
+
+# --------------------------------------------------------------------------------------------- dataset
+
+MARKER = "SYNTHETIC.json"  # its presence is what tells every report that a folder is synthetic
+SUBDIR = "nmnist-synthetic"
+_CHUNK = 400  # samples per worker task: large enough to amortize the hand-off, small for a smooth progress bar
+
+
+def _write_chunk(split: str, out_dir: str, start: int, images: np.ndarray, labels: np.ndarray, seed: int,
+                 params: SynthParams) -> tuple[int, int]:
+    """Worker: synthesize samples start.. start+len(images)-1 of a split, write them; return (samples, events)."""
+    from snnbp.data.nmnist_format import write_events
+
+    split_dir = Path(out_dir) / SPLIT_DIRS[split]
+    n_events = 0
+    for i, (image, label) in enumerate(zip(images, labels)):
+        index = start + i
+        events = synthesize_sample(image, sample_rng(seed, split, index), params)
+        write_events(split_dir / str(int(label)) / f"{index + 1:05d}.bin", events)  # 1-based, as N-MNIST names files
+        n_events += len(events)
+    return len(images), n_events
+
+
+def _metadata(seed: int, limit: int | None, params: SynthParams, counts: dict, complete: bool) -> dict:
+    return {
+        "dataset": "synthetic N-MNIST (simulated saccade recordings of MNIST digits, NOT real ATIS recordings)",
+        "generator": "snnbp.data.synthetic_nmnist",
+        "generator_version": GENERATOR_VERSION,
+        "source": "MNIST (snnbp.data.mnist.load_mnist); file NNNNN.bin = MNIST index NNNNN (1-based)",
+        "seed": int(seed),
+        "limit": limit,
+        "complete": complete,
+        "samples": counts,
+        "params": params.to_json(),
+    }
+
+
+def read_marker(directory: str | Path) -> dict | None:
+    """The SYNTHETIC.json of a synthetic dataset folder, looked up in the folder and its two parents.
+
+    Returns None when there is none, i.e. when the folder holds (or claims to hold) real recordings.
+    """
+    directory = Path(directory).resolve()
+    for d in [directory, *list(directory.parents)[:2]]:
+        path = d / MARKER
+        if path.is_file():
+            return json.loads(path.read_text())
+    return None
+
+
+def _same_recipe(old: dict | None, new: dict) -> bool:
+    keys = ("generator_version", "seed", "limit", "params")
+    return old is not None and old.get("complete") and all(old.get(k) == new.get(k) for k in keys)
+
+
+def _prepare_dir(out: Path, meta: dict) -> bool:
+    """Make ``out`` ready for writing; return False when it already holds this exact dataset."""
+    marker = out / MARKER
+    old = json.loads(marker.read_text()) if marker.is_file() else None
+    if _same_recipe(old, meta):
+        return False
+    stale = sorted(out.glob("*/[0-9]/*.bin"))
+    if stale and old is None:
+        raise DataError(f"{out} holds N-MNIST files but no {MARKER}; move them away or choose another --root.")
+    for path in stale:  # our own files from another recipe: a smaller `limit` must not leave extra samples
+        path.unlink()
+    out.mkdir(parents=True, exist_ok=True)
+    return True
+
+
+def _write_marker(out: Path, meta: dict) -> None:
+    tmp = out / (MARKER + ".tmp")
+    tmp.write_text(json.dumps(meta, indent=2) + "\n")
+    os.replace(tmp, out / MARKER)
+
+
+def _progress_bar(total: int, desc: str, progress: bool):
+    from tqdm import tqdm
+
+    return tqdm(total=total, desc=desc, unit="sample", disable=not (progress and sys.stderr.isatty()))
+
+
+def generate_synthetic_nmnist(root, mnist_root=None, seed: int = 0, limit: int | None = None,
+                              workers: int | None = None, progress: bool = True,
+                              params: SynthParams = DEFAULT_PARAMS) -> Path:
+    """Write a synthetic N-MNIST dataset made from MNIST and return its folder ``<root>/nmnist-synthetic``.
+
+    Layout as the real dataset: ``{Train,Test}/<digit>/<NNNNN>.bin`` (official 5-byte format, NNNNN the
+    1-based MNIST index), plus ``SYNTHETIC.json`` (generator version, seed, limit, parameters). ``limit``
+    keeps the first N samples of each split. ``workers`` processes (default: all usable cores) share the
+    work; the files do not depend on their number. MNIST comes from ``load_mnist(split, mnist_root)``
+    (raises DataError if it is not cached). If the folder already holds a complete dataset with the same
+    recipe, nothing is done.
+    """
+    from snnbp.data.mnist import load_mnist
+
+    out = Path(root) / SUBDIR
+    data = {split: load_mnist(split, mnist_root) for split in SPLIT_DIRS}
+    counts = {SPLIT_DIRS[s]: len(imgs) if limit is None else min(int(limit), len(imgs)) for s, (imgs, _) in data.items()}
+    meta = _metadata(seed, limit, params, counts, complete=False)
+    if not _prepare_dir(out, meta):
+        return out
+    _write_marker(out, meta)  # written first, so even a half-made folder is never taken for real data
+    workers = workers or len(os.sched_getaffinity(0))
+    n_events = 0
+    for split, (images, labels) in data.items():
+        n = counts[SPLIT_DIRS[split]]
+        for digit in range(10):
+            (out / SPLIT_DIRS[split] / str(digit)).mkdir(parents=True, exist_ok=True)
+        tasks = [(split, str(out), s, images[s:s + _CHUNK], labels[s:s + _CHUNK], seed, params) for s in range(0, n, _CHUNK)]
+        with _progress_bar(n, f"synthetic N-MNIST {SPLIT_DIRS[split]}", progress) as bar:
+            n_events += sum(_run_tasks(tasks, workers, bar))
+    meta = _metadata(seed, limit, params, counts, complete=True)
+    meta["events_total"] = n_events
+    _write_marker(out, meta)
+    if progress:
+        print(f"snnbp: synthetic N-MNIST ({sum(counts.values())} samples, seed {seed}) written to {out}", file=sys.stderr)
+    return out
+
+
+def _run_tasks(tasks: list, workers: int, bar):
+    """Run _write_chunk over tasks, in this process (workers == 1) or a process pool; yield event counts."""
+    if workers <= 1 or len(tasks) <= 1:
+        for task in tasks:
+            done, n_events = _write_chunk(*task)
+            bar.update(done)
+            yield n_events
+        return
+    import multiprocessing
+
+    # spawn, not fork: the caller may hold threads (torch, tqdm) that fork would copy in a broken state
+    with ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn")) as pool:
+        for done, n_events in pool.map(_write_chunk, *zip(*tasks)):
+            bar.update(done)
+            yield n_events

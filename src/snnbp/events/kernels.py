@@ -1,0 +1,234 @@
+"""Compiled core of the event engine: one presentation of one sample, in continuous time.
+
+Semantics (Lee et al. 2016, method.md sections 2 and 10; the order is part of the contract and is
+what the tests check by hand):
+
+An input event (channel k, time t) is handled by the whole network before the next event, layer by
+layer at the same timestamp (no synaptic delay): layer 1 processes the input event, then layer 2
+processes each spike that layer 1 emitted (ascending neuron index), and so on. When a fully connected
+layer receives one event from source j at time t, every neuron i of the layer:
+
+  1. decays:        V_i <- V_i * exp(-(t - t_last) / tau_mp)                       (eq. 1)
+  2. integrates:    V_i <- V_i + W[j, i] * w_dyn_i(t)       (refractory dynamic weight, 2.2)
+  3. fires at most once per incoming event if V_i >= V_th,i, then V_i <- V_i - gamma V_th,i   (eq. 2)
+     (one reset per event, no upper clip: the residual is kept, which keeps the trace identity
+     V = sum_k w x_k - gamma V_th a + ... exact; method.md 10.6)
+  4. WTA layers: each of the n_s spikes of this step adds kappa V_th,i to every *other* neuron i,
+     i.e. V_i += kappa V_th,i (n_s - [i fired])                                   (eq. 4)
+  5. clips:         V_i <- max(V_i, -V_th,i)
+  6. training only, threshold homeostasis (4.4): if n_s > 0 neurons fired, each firing neuron's
+     threshold rises by rho N and then every threshold of the layer drops by rho n_s; a threshold
+     never goes below the layer's floor (the unmet decrement is returned so the trainer can raise
+     that neuron's weights instead, see gradient.lee2016.enforce_floor).
+
+Thresholds, resets and inhibition use the threshold in force when the spike happens; homeostasis
+acts on a sample-local copy of the thresholds, which the trainer commits after the sample.
+
+Traces (3.1) are kept incrementally, decayed on access: x_k for input channels, a_i for neurons;
+both include events at t <= t_end and are read at t_end. Memory is O(neurons + synapses), not
+O(presentation length).
+
+Synaptic operations: an event arriving at a layer of N neurons costs N ops; a spike in a WTA layer
+of N neurons costs N - 1 more (the inhibition it delivers).
+"""
+
+from __future__ import annotations
+
+
+import numba
+import numpy as np
+
+from snnbp.neuron import decay_factor, refractory_weight
+
+
+@numba.njit(cache=True)
+def _layer_event(W, j, t, V, th, state, last_spike, wdyn, refr, in_refr, a_val, a_t, count,
+                 kappa, floor, gamma, tau_us, tref_us, wd0, train, rho, unmet, out_buf, n_out):
+    """One input event from source j at time t into one fully connected layer (steps 1-6 above).
+
+    state[0] = time of the layer's last update (us), state[1] = number of neurons in ``refr``.
+    Spiking neuron indices are appended to ``out_buf`` from position n_out; returns the new
+    (out_buf, n_out, n_spikes). ``out_buf`` grows when full.
+    """
+    N = V.shape[0]
+    d = decay_factor(t - state[0], tau_us)
+    state[0] = t
+    # Refractory neurons: refresh their dynamic weight; drop those whose T_ref has passed.
+    n_refr = int(state[1])
+    r = 0
+    while r < n_refr:
+        i = refr[r]
+        w = refractory_weight(t - last_spike[i], tref_us, wd0)
+        wdyn[i] = w
+        if w >= 1.0:
+            in_refr[i] = False
+            n_refr -= 1
+            refr[r] = refr[n_refr]
+        else:
+            r += 1
+    # Steps 1, 2 and 5 fused (clipping before the spike test cannot change the test).
+    # float32 throughout and a branch-free integer reduction, so LLVM vectorizes this loop: it is
+    # where the engine spends its time (N multiply-adds per input event).
+    row = W[j]
+    d32 = np.float32(d)
+    n_above = 0
+    for i in range(N):
+        v = V[i] * d32 + row[i] * wdyn[i]
+        lo = -th[i]
+        v = v if v > lo else lo
+        V[i] = v
+        n_above += np.int32(v >= th[i])
+    if n_above == 0:
+        state[1] = n_refr
+        return out_buf, n_out, 0
+    # Step 3: spikes, reset by subtraction, traces, refractory bookkeeping.
+    n_s = 0
+    for i in range(N):
+        if V[i] >= th[i]:
+            if n_out >= out_buf.shape[0]:
+                grown = np.empty(2 * out_buf.shape[0], dtype=out_buf.dtype)
+                grown[: out_buf.shape[0]] = out_buf
+                out_buf = grown
+            out_buf[n_out] = i
+            n_out += 1
+            n_s += 1
+            V[i] -= gamma * th[i]
+            count[i] += 1
+            a_val[i] = a_val[i] * decay_factor(t - a_t[i], tau_us) + 1.0
+            a_t[i] = t
+            last_spike[i] = t
+            wdyn[i] = refractory_weight(0.0, tref_us, wd0)
+            if not in_refr[i] and tref_us > 0.0:
+                in_refr[i] = True
+                refr[n_refr] = i
+                n_refr += 1
+    state[1] = n_refr
+    # Step 4: winner-take-all inhibition, proportional to the inhibited neuron's threshold.
+    if kappa != 0.0:
+        first = n_out - n_s
+        for i in range(N):
+            V[i] += kappa * th[i] * n_s
+        for s in range(first, n_out):
+            i = out_buf[s]
+            V[i] -= kappa * th[i]
+        # Step 5 again after inhibition.
+        for i in range(N):
+            lo = -th[i]
+            if V[i] < lo:
+                V[i] = lo
+    # Step 6: threshold homeostasis (training only).
+    if train and rho > 0.0:
+        up = rho * N
+        for s in range(n_out - n_s, n_out):
+            th[out_buf[s]] += up
+        down = rho * n_s
+        for i in range(N):
+            v = th[i] - down
+            if v < floor:
+                unmet[i] += floor - v
+                v = floor
+            th[i] = v
+    return out_buf, n_out, n_s
+
+
+@numba.njit(cache=True)
+def simulate_sample(weights, thresholds, kappas, floors, channels, times, t_end,
+                    tau_us, tref_us, wd0, gamma, train, rho, readout_times,
+                    b, x_out, a_out, count_out, dth_out, unmet_out, readout_counts, readout_synops):
+    """Run one presentation; write sample b's row of every output array; return synaptic ops.
+
+    weights:     tuple of (M_l, N_l) float32; thresholds: tuple of (N_l,) float32 (not modified)
+    kappas, floors: (L,) float64
+    channels:    (E,) int32 input channel per event; times: (E,) float64 us, non-decreasing
+    t_end:       time (us) at which traces are read
+    readout_times: (R,) float64 us, sorted; output-layer counts and synops so far are recorded at
+                 each (events at t <= readout time included) into readout_counts[b] (R, N_L),
+                 readout_synops[b] (R,)
+    x_out[b] (M_0,), a_out[l][b] (N_l,), count_out[l][b] (N_l,) int32: traces and counts at t_end
+    dth_out[l][b] (N_l,): net homeostatic threshold change; unmet_out[l][b]: decrement the floor refused
+    """
+    L = len(weights)
+    M0 = weights[0].shape[0]
+    # Per-layer state; lists of arrays are fine in nopython mode.
+    V = [np.zeros(weights[l].shape[1], np.float32) for l in range(L)]
+    th = [thresholds[l].copy() for l in range(L)]
+    last_spike = [np.full(weights[l].shape[1], -1e300) for l in range(L)]
+    wdyn = [np.ones(weights[l].shape[1], np.float32) for l in range(L)]
+    refr = [np.empty(weights[l].shape[1], np.int32) for l in range(L)]
+    in_refr = [np.zeros(weights[l].shape[1], np.bool_) for l in range(L)]
+    a_val = [np.zeros(weights[l].shape[1], np.float64) for l in range(L)]
+    a_t = [np.zeros(weights[l].shape[1], np.float64) for l in range(L)]
+    count = [np.zeros(weights[l].shape[1], np.int32) for l in range(L)]
+    unmet = [np.zeros(weights[l].shape[1], np.float64) for l in range(L)]
+    state = [np.zeros(2, np.float64) for l in range(L)]
+    bufs = [np.empty(max(16, weights[l].shape[1]), np.int32) for l in range(L)]
+    x_val = np.zeros(M0, np.float64)
+    x_t = np.zeros(M0, np.float64)
+    src = np.empty(1, np.int32)
+    synops = 0
+    R = readout_times.shape[0]
+    r = 0
+    out_l = L - 1
+    n_events = channels.shape[0]
+    for e in range(n_events):
+        t = times[e]
+        while r < R and readout_times[r] < t:
+            for i in range(count[out_l].shape[0]):
+                readout_counts[b, r, i] = count[out_l][i]
+            readout_synops[b, r] = synops
+            r += 1
+        k = channels[e]
+        x_val[k] = x_val[k] * decay_factor(t - x_t[k], tau_us) + 1.0
+        x_t[k] = t
+        src[0] = k
+        cur = src
+        n_cur = 1
+        for l in range(L):
+            N = weights[l].shape[1]
+            n_out = 0
+            buf = bufs[l]
+            for s in range(n_cur):
+                synops += N
+                buf, n_out, n_s = _layer_event(
+                    weights[l], cur[s], t, V[l], th[l], state[l], last_spike[l], wdyn[l], refr[l],
+                    in_refr[l], a_val[l], a_t[l], count[l], kappas[l], floors[l], gamma, tau_us,
+                    tref_us, wd0, train, rho, unmet[l], buf, n_out)
+                if kappas[l] != 0.0:
+                    synops += n_s * (N - 1)
+            bufs[l] = buf
+            if n_out == 0:
+                break
+            cur = buf
+            n_cur = n_out
+    while r < R:
+        for i in range(count[out_l].shape[0]):
+            readout_counts[b, r, i] = count[out_l][i]
+        readout_synops[b, r] = synops
+        r += 1
+    # Traces at t_end (3.1), decayed on access.
+    for k in range(M0):
+        if x_val[k] != 0.0:
+            x_out[b, k] = x_val[k] * decay_factor(t_end - x_t[k], tau_us)
+        else:
+            x_out[b, k] = 0.0
+    for l in range(L):
+        for i in range(a_val[l].shape[0]):
+            a_out[l][b, i] = a_val[l][i] * decay_factor(t_end - a_t[l][i], tau_us) if a_val[l][i] != 0.0 else 0.0
+            count_out[l][b, i] = count[l][i]
+            dth_out[l][b, i] = th[l][i] - thresholds[l][i]
+            unmet_out[l][b, i] = unmet[l][i]
+    return synops
+
+
+@numba.njit(cache=True, parallel=True)
+def simulate_batch(weights, thresholds, kappas, floors, channels, times, offsets, t_end,
+                   tau_us, tref_us, wd0, gamma, train, rho, readout_times,
+                   x_out, a_out, count_out, dth_out, unmet_out, readout_counts, synops_out, readout_synops):
+    """``simulate_sample`` for every sample of a CSR batch, samples in parallel on all cores."""
+    B = offsets.shape[0] - 1
+    for b in numba.prange(B):
+        s, e = offsets[b], offsets[b + 1]
+        synops_out[b] = simulate_sample(
+            weights, thresholds, kappas, floors, channels[s:e], times[s:e], t_end[b],
+            tau_us, tref_us, wd0, gamma, train, rho, readout_times,
+            b, x_out, a_out, count_out, dth_out, unmet_out, readout_counts, readout_synops)

@@ -1,0 +1,228 @@
+"""The paper's backward rule: traces -> deltas -> parameter gradients (Lee et al. 2016, section 4).
+
+Everything here works on one sample's end-of-presentation traces (method.md 3.9, "backward pass"):
+no state is unrolled over time. Conventions: ``grad`` means the quantity that an optimizer *subtracts*
+(scaled by its learning rate), so plain SGD reproduces eq. (12) exactly.
+
+Per layer l with N neurons, fan-in M, m active inputs (inputs that spiked at least once) and
+input traces x (x_in for layer 0, the previous layer's a otherwise):
+
+  transfer function (eq. 5):   a_i ~ s_i / (gamma V_th,i) + (sigma / gamma) kappa sum_{j != i} a_j
+  effective activity (eq. 6):  a_hat_i = gamma a_i - sigma kappa sum_{j != i} a_j
+  output error (3.8, 10.4):    o = counts / max(counts) (0 if silent), e = o - y, for *all* outputs
+  deltas (eq. 11):             delta_i = (g_i / g_bar) * e_i                                  (output)
+                               delta_i = (g_i / g_bar) sqrt(M^(l+1) / m^(l+1)) sum_j W^(l+1)[i, j] delta_j
+                                                                      (hidden, active i only)
+                               g_i = 1 / (gamma V_th,i), g_bar = RMS of g over the active neurons
+  weight gradient (eq. 12):    grad W[k, i] = sqrt(N / m) delta_i x_k
+  threshold gradient:          grad V_th,i  = -sqrt(N / (m M)) delta_i a_hat_i
+      The paper prints the same sign as for weights; gradient descent on eq. (6)'s
+      d a / d V_th = -a_hat / V_th needs this sign (method.md 10.1), i.e. V_th rises when the
+      neuron over-responds. tests/test_gradient.py checks it against finite differences.
+  regularizer (eq. 13):        grad W[:, i] += lambda beta W[:, i] exp(beta (|W[:, i]|^2 - 1)),
+                               hidden layers only, added once per optimizer step (method.md 10.11)
+  threshold floor (4.4):       a threshold pushed below its floor f stays at f, and the neuron's
+                               weights are scaled by (1 + unmet / f), the first-order equivalent of
+                               the refused decrement for a ~ s / V_th (our reading of "raise all weights
+                               by the same amount", method.md 10.8; UNCONFIRMED in the paper).
+
+Deviation switch: ``normalize=False`` drops the g / g_bar and sqrt factors (plain chain rule of the
+transfer function), which is what the finite-difference tests compare against.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numba
+import numpy as np
+
+
+@numba.njit(cache=True)
+def output_error(counts, label):
+    """e = o - y with o = counts / max(counts) (o = 0 when no output neuron fired); also 0.5|e|^2."""
+    n = counts.shape[0]
+    cmax = 0
+    for i in range(n):
+        if counts[i] > cmax:
+            cmax = counts[i]
+    e = np.zeros(n, np.float64)
+    loss = 0.0
+    for i in range(n):
+        o = counts[i] / cmax if cmax > 0 else 0.0
+        e[i] = o - (1.0 if i == label else 0.0)
+        loss += 0.5 * e[i] * e[i]
+    return e, loss
+
+
+@numba.njit(cache=True)
+def _norm_gain(th, gamma, active, normalize):
+    """g_i / g_bar (eq. 11) for every neuron; g_bar is the RMS over ``active`` neurons (all if none)."""
+    n = th.shape[0]
+    g = np.empty(n, np.float64)
+    acc = 0.0
+    n_act = 0
+    for i in range(n):
+        g[i] = 1.0 / (gamma * th[i])
+        if active[i]:
+            acc += g[i] * g[i]
+            n_act += 1
+    if not normalize:
+        return g
+    if n_act == 0:
+        for i in range(n):
+            acc += g[i] * g[i]
+        n_act = n
+    gbar = math.sqrt(acc / n_act)
+    for i in range(n):
+        g[i] /= gbar
+    return g
+
+
+@numba.njit(cache=True)
+def sample_deltas(weights, thresholds, counts, b, label, gamma, normalize, deltas):
+    """Fill ``deltas[l][b]`` (N_l,) for every layer of sample b (eq. 11); return the loss 0.5|o-y|^2.
+
+    counts: tuple of (B, N_l) int32 spike counts. Silent hidden neurons get delta 0 (only active
+    units enter the sums, method.md 2); every output neuron gets an error (method.md 10.4).
+    """
+    L = len(weights)
+    out = counts[L - 1][b]
+    e, loss = output_error(out, label)
+    active = out > 0
+    gain = _norm_gain(thresholds[L - 1], gamma, active, normalize)
+    d_out = deltas[L - 1][b]
+    for i in range(out.shape[0]):
+        d_out[i] = gain[i] * e[i]
+    for l in range(L - 2, -1, -1):
+        c = counts[l][b]
+        active = c > 0
+        n_act = 0
+        for i in range(c.shape[0]):
+            if active[i]:
+                n_act += 1
+        d = deltas[l][b]
+        d[:] = 0.0
+        if n_act == 0:
+            for ll in range(l, -1, -1):
+                deltas[ll][b][:] = 0.0
+            break
+        gain = _norm_gain(thresholds[l], gamma, active, normalize)
+        # sqrt(M^(l+1) / m^(l+1)): layer l+1 has fan-in N_l of which n_act inputs are active.
+        fan = math.sqrt(c.shape[0] / n_act) if normalize else 1.0
+        W_up = weights[l + 1]
+        d_up = deltas[l + 1][b]
+        for i in range(c.shape[0]):
+            if active[i]:
+                acc = 0.0
+                for j in range(d_up.shape[0]):
+                    acc += W_up[i, j] * d_up[j]
+                d[i] = gain[i] * fan * acc
+    return loss
+
+
+@numba.njit(cache=True)
+def accumulate_sample_gradients(weights, grad_w, grad_th, x_in, traces, deltas, b, kappas,
+                                gamma, sigma, normalize, coef_w, coef_th):
+    """grad_w[l] += coef_w sqrt(N/m) outer(x, delta); grad_th[l] += coef_th (-sqrt(N/(mM)) delta a_hat).
+
+    Only rows k with x_k > 0 are touched (work ~ active inputs x N, eq. 12). ``grad_w`` may be the
+    weights (and thresholds) themselves with coef = -learning rate: that is the per-sample SGD step.
+    """
+    L = len(weights)
+    for l in range(L):
+        x = x_in[b] if l == 0 else traces[l - 1][b]
+        M = x.shape[0]
+        N = grad_th[l].shape[0]
+        m = 0
+        for k in range(M):
+            if x[k] > 0.0:
+                m += 1
+        if m == 0:
+            continue
+        cw = math.sqrt(N / m) if normalize else 1.0
+        cth = math.sqrt(N / (m * M)) if normalize else 1.0
+        d = deltas[l][b]
+        a = traces[l][b]
+        gW = grad_w[l]
+        for k in range(M):
+            xk = x[k]
+            if xk > 0.0:
+                s = coef_w * cw * xk
+                row = gW[k]
+                for i in range(N):
+                    row[i] += s * d[i]
+        total_a = 0.0
+        for i in range(N):
+            total_a += a[i]
+        kap = kappas[l]
+        gth = grad_th[l]
+        for i in range(N):
+            a_hat = gamma * a[i] - sigma * kap * (total_a - a[i])
+            gth[i] += coef_th * (-cth * d[i] * a_hat)
+
+
+@numba.njit(cache=True)
+def weight_regularization(W, lam, beta):
+    """Per-neuron coefficient c_i = lambda beta exp(beta (|W[:, i]|^2 - 1)) (eq. 13) and the loss.
+
+    The gradient of L_w = 0.5 lambda exp(beta(|w_i|^2 - 1)) is c_i * W[:, i].
+    """
+    M, N = W.shape
+    sq = np.zeros(N, np.float64)
+    for k in range(M):
+        row = W[k]
+        for i in range(N):
+            sq[i] += row[i] * row[i]
+    c = np.empty(N, np.float64)
+    loss = 0.0
+    for i in range(N):
+        ex = math.exp(beta * (sq[i] - 1.0))
+        c[i] = lam * beta * ex
+        loss += 0.5 * lam * ex
+    return c, loss
+
+
+@numba.njit(cache=True)
+def scale_columns(W, s):
+    """W[:, i] *= s[i] in place (row-major sweep, so memory is read once)."""
+    M, N = W.shape
+    for k in range(M):
+        row = W[k]
+        for i in range(N):
+            row[i] *= s[i]
+
+
+@numba.njit(cache=True)
+def add_scaled_columns(G, W, c, coef):
+    """G[:, i] += coef * c[i] * W[:, i] (adds the regularizer gradient into a gradient buffer)."""
+    M, N = W.shape
+    for k in range(M):
+        g = G[k]
+        w = W[k]
+        for i in range(N):
+            g[i] += coef * c[i] * w[i]
+
+
+@numba.njit(cache=True)
+def enforce_floor(W, th, floor, unmet, compensate):
+    """Keep V_th >= floor; compensate every refused decrement by scaling the neuron's weights.
+
+    unmet (N,) holds decrements already refused (e.g. by homeostasis during the presentation);
+    thresholds now below the floor add theirs. Scaling W[:, i] by (1 + unmet_i / floor) keeps
+    a ~ s / V_th to first order (module docstring). Returns the number of neurons compensated.
+    """
+    N = th.shape[0]
+    s = np.ones(N, np.float32)
+    n = 0
+    for i in range(N):
+        u = unmet[i]
+        if th[i] < floor:
+            u += floor - th[i]
+            th[i] = floor
+        if u > 0.0 and compensate:
+            s[i] = 1.0 + u / floor
+            n += 1
+    if n > 0:
+        scale_columns(W, s)
+    return n

@@ -1,0 +1,50 @@
+"""`snnbp show FILE.bin [--out DIR]`: ON/OFF frames (PNG) and an animation (GIF) of one N-MNIST recording."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+
+def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    """Add the ``show`` subcommand to ``snnbp``."""
+    parser = subparsers.add_parser(
+        "show",
+        help="draw one N-MNIST .bin recording as PNG frames and a GIF",
+        description=(
+            "Read one recording in the official N-MNIST format and write FILE_frames.png (ON red, OFF blue, "
+            "equal time slices) and FILE.gif (real-time animation) into --out. Says whether the recording "
+            "is real or synthetic (SYNTHETIC.json next to its dataset)."
+        ),
+    )
+    parser.add_argument("file", type=Path, metavar="FILE.bin", help="recording in N-MNIST format")
+    parser.add_argument("--out", type=Path, default=Path("."), metavar="DIR", help="output folder (default: .)")
+    parser.add_argument("--frames", type=int, default=6, metavar="N", help="time slices in the PNG (default 6)")
+    parser.add_argument("--frame-ms", type=float, default=10.0, metavar="MS", help="GIF frame length (default 10)")
+    parser.set_defaults(func=_run)
+    return parser
+
+
+def _run(args: argparse.Namespace) -> int:
+    from snnbp.data.event_stats import describe_source
+    from snnbp.data.events import NMNIST_SENSOR, SensorSize
+    from snnbp.data.nmnist_format import read_events
+    from snnbp.errors import DataError
+    from snnbp.report.events_plot import animate_events, plot_event_frames
+
+    if not args.file.is_file():
+        raise DataError(f"{args.file} does not exist; give the path of an N-MNIST .bin recording.")
+    if args.frames < 1 or args.frame_ms <= 0:
+        raise DataError("--frames must be at least 1 and --frame-ms positive.")
+    events = read_events(args.file)
+    sensor = NMNIST_SENSOR
+    if len(events) and (events["x"].max() >= sensor.width or events["y"].max() >= sensor.height):
+        sensor = SensorSize(int(events["x"].max()) + 1, int(events["y"].max()) + 1, 2)  # not a 34 x 34 recording
+    source = describe_source(args.file.parent)
+    title = f"{args.file.name}: {len(events)} events, {source} (ON red, OFF blue)"
+    png = plot_event_frames(events, sensor, args.out / f"{args.file.stem}_frames.png", n_frames=args.frames, title=title)
+    gif = animate_events(events, sensor, args.out / f"{args.file.stem}.gif", frame_ms=args.frame_ms)
+    print(f"{args.file}: {source}, {len(events)} events")
+    print(png)
+    print(gif)
+    return 0

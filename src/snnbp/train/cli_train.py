@@ -1,0 +1,69 @@
+"""`snnbp train` and `snnbp eval`."""
+
+from __future__ import annotations
+
+import json
+from importlib import resources
+from pathlib import Path
+
+DEFAULT_CONFIG = "quick-mnist-800.toml"  # the main job: embedded in the package (snnbp/configs/)
+
+
+def embedded_config(name: str) -> Path:
+    return Path(str(resources.files("snnbp") / "configs" / name))
+
+
+def register(sub) -> None:
+    p = sub.add_parser("train", help="train a network (default: the quick 784-800-10 MNIST job)")
+    p.add_argument("config", nargs="?", help=f"TOML config (default: the embedded {DEFAULT_CONFIG})")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a config key, e.g. --set optim.lr=0.002 (repeatable)")
+    p.add_argument("--out", help="run directory (default: runs/<name>-<time>)")
+    p.add_argument("--resume", metavar="DIR", help="continue the interrupted run in DIR")
+    p.set_defaults(func=_train)
+
+    e = sub.add_parser("eval", help="evaluate a checkpoint on its test set")
+    e.add_argument("checkpoint", help="a .safetensors file (model.safetensors or last.safetensors) or a run directory")
+    e.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a data key, e.g. --set data.test_limit=1000")
+    e.add_argument("--latency", action="store_true", help="also report accuracy and synops vs. presentation time")
+    e.set_defaults(func=_eval)
+
+
+def _train(args) -> int:
+    from snnbp.train.loop import run_from_args
+
+    config = args.config
+    if config is None and args.resume is None:
+        config = str(embedded_config(DEFAULT_CONFIG))
+    summary = run_from_args(config, args.overrides, args.out, args.resume)
+    print(json.dumps(summary))
+    return 0
+
+
+def _eval(args) -> int:
+    import numpy as np
+
+    from snnbp.metrics.evaluate import evaluate
+    from snnbp.model import load_tensors, Network
+    from snnbp.errors import DataError
+    from snnbp.train.config import load_config
+    from snnbp.train.sources import make_source
+
+    path = Path(args.checkpoint)
+    if path.is_dir():
+        path = path / "model.safetensors" if (path / "model.safetensors").exists() else path / "last.safetensors"
+    tensors, meta = load_tensors(path)
+    if "network" not in meta or "config" not in meta:
+        raise DataError(f"{path} is not an snnbp run checkpoint (it needs a network and a config header)")
+    net = Network.from_parts(meta["network"], tensors)
+    cfg = load_config(None, args.overrides, base=meta["config"])
+    source = make_source(cfg.data, cfg.train.seed)
+    readout = None
+    if args.latency:
+        end = cfg.data.test_ms if cfg.data.source == "mnist" else 320.0
+        readout = np.linspace(end / 20, end, 20)
+    out = evaluate(net, source, readout_ms=readout)
+    out.update(checkpoint=str(path), data=source.name)
+    print(json.dumps(out))
+    return 0

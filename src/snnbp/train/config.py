@@ -1,0 +1,198 @@
+"""Run configuration: dataclasses are the single source of truth (design.md, Conventions).
+
+A config is built from the defaults below, then a TOML file, then ``--set section.key=value``
+overrides. Unknown keys and wrong types raise ``ConfigError`` naming the key. The resolved config is
+saved with every run (config.toml) and inside every checkpoint, so ``--resume`` and ``eval`` need no
+other input.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import tomllib
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from snnbp.errors import ConfigError
+
+
+@dataclass
+class ModelConfig:
+    """Network shape and neuron constants (method.md 2, 4.1, 5)."""
+
+    hidden: list[int] = field(default_factory=lambda: [800])
+    kappa: list[float] = field(default_factory=lambda: [-0.4, -1.0])  # per layer incl. output; 0 = no WTA
+    alpha: list[float] = field(default_factory=lambda: [5.0])  # threshold init multiplier; one value or one per layer
+    floor_alpha: float = 1.0  # threshold floor = floor_alpha * sqrt(3/M)
+    tau_mp_ms: float = 20.0
+    t_ref_ms: float = 1.0
+    gamma: float = 1.0
+    sigma: float = 0.5
+    seed: int = 0
+
+
+@dataclass
+class DataConfig:
+    """Where samples come from and how they are presented (method.md 6)."""
+
+    source: str = "mnist"  # mnist | nmnist | nmnist-synthetic | fake
+    root: str = ""  # data root; "" = $SNNBP_DATA or ~/.cache/snnbp
+    path: str = ""  # nmnist: folder or zip (default: what `snnbp data nmnist` recorded)
+    rate_hz: float = 5000.0  # Poisson total input rate per image
+    train_ms: float = 50.0  # training presentation (MNIST)
+    test_ms: float = 1000.0  # test presentation (MNIST)
+    crop_events: int = 300  # N-MNIST training crop length in events
+    train_limit: int = 0  # use only the first n training samples (0 = all)
+    test_limit: int = 0  # use only the first n test samples (0 = all)
+    skip_bad: bool = False  # N-MNIST: skip (and count) unreadable files instead of failing
+
+
+@dataclass
+class OptimConfig:
+    """Learning rule and optimizer (method.md 3.6-3.8, 4.3-4.4, 5)."""
+
+    name: str = "sgd"  # sgd | adam
+    lr: float = 0.004  # eta_w
+    lr_th_ratio: float = 0.1  # eta_th = ratio * eta_w (0.1 for SGD, 1 for Adam)
+    batch_size: int = 1  # 1 = per-sample updates as in the paper
+    lam: float = 0.01  # lambda of the exponential weight regularizer (eq. 13)
+    beta: float = 10.0
+    rho: float = 1e-4  # threshold homeostasis
+    decay_per_epoch: float = math.exp(-1.0 / 35.0)  # lr and rho multiplied by this after each epoch
+    normalize: bool = True  # error normalization of eq. 11-12
+    floor_compensation: bool = True  # a threshold held at its floor raises the neuron's weights instead (4.4)
+    adam_betas: list[float] = field(default_factory=lambda: [0.9, 0.999])
+    adam_eps: float = 1e-8
+
+
+@dataclass
+class TrainConfig:
+    """The loop: epochs, budget, evaluation, checkpoints."""
+
+    epochs: int = 200
+    warmup_ms: float = 0.0  # >0: first epoch uses this presentation length (200 for 2-hidden-layer nets)
+    max_minutes: float = 0.0  # stop training after this wall time (0 = no limit); a final eval follows
+    eval_every: int = 1  # evaluate on the test set every n epochs (and always at the end)
+    eval_last: int = 20  # ...and after each of the last n epochs (for the [min, mean, max] statistic)
+    chunk: int = 2000  # samples per compiled call (progress granularity)
+    seed: int = 0
+    max_rate_hz: float = 2000.0  # stop if the mean hidden firing rate exceeds this (runaway activity)
+
+
+@dataclass
+class Config:
+    model: ModelConfig = field(default_factory=ModelConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    name: str = "run"
+
+
+def _check_type(key: str, value: Any, tp: Any) -> Any:
+    origin = typing.get_origin(tp)
+    if origin in (list,):
+        (inner,) = typing.get_args(tp)
+        if not isinstance(value, list):
+            value = [value]
+        return [_check_type(f"{key}[{i}]", v, inner) for i, v in enumerate(value)]
+    if tp is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if tp in (int, float, str, bool) and not (isinstance(value, tp) and not (tp is int and isinstance(value, bool))):
+        raise ConfigError(f"config key '{key}' must be {tp.__name__}, got {value!r} ({type(value).__name__})")
+    return value
+
+
+def _apply(obj: Any, data: dict, prefix: str = "") -> None:
+    hints = typing.get_type_hints(type(obj))
+    for key, value in data.items():
+        full = f"{prefix}{key}"
+        if key not in hints:
+            known = ", ".join(f"{prefix}{k}" for k in hints)
+            raise ConfigError(f"unknown config key '{full}' (known keys: {known})")
+        current = getattr(obj, key)
+        if dataclasses.is_dataclass(current):
+            if not isinstance(value, dict):
+                raise ConfigError(f"config key '{full}' is a section; set its keys as {full}.KEY")
+            _apply(current, value, full + ".")
+        else:
+            setattr(obj, key, _check_type(full, value, hints[key]))
+
+
+def parse_override(text: str) -> dict:
+    """'optim.lr=0.002' -> {'optim': {'lr': 0.002}}; the value is read as TOML, else as a string."""
+    if "=" not in text:
+        raise ConfigError(f"--set expects key=value, got '{text}'")
+    key, raw = text.split("=", 1)
+    try:
+        value = tomllib.loads(f"v = {raw}")["v"]
+    except tomllib.TOMLDecodeError:
+        value = raw
+    out: dict = {}
+    node = out
+    parts = key.strip().split(".")
+    for p in parts[:-1]:
+        node = node.setdefault(p, {})
+    node[parts[-1]] = value
+    return out
+
+
+def load_config(path: str | Path | None = None, overrides: list[str] = (), base: dict | None = None) -> Config:
+    """Defaults <- base dict (e.g. a checkpoint's config) <- TOML file <- overrides."""
+    cfg = Config()
+    if base:
+        _apply(cfg, base)
+    if path is not None:
+        p = Path(path)
+        if not p.is_file():
+            raise ConfigError(f"config file {p} does not exist; see configs/ for presets")
+        try:
+            _apply(cfg, tomllib.loads(p.read_text()))
+        except tomllib.TOMLDecodeError as err:
+            raise ConfigError(f"config file {p} is not valid TOML: {err}") from None
+    for o in overrides:
+        _apply(cfg, parse_override(o))
+    validate(cfg)
+    return cfg
+
+
+def validate(cfg: Config) -> None:
+    n_layers = len(cfg.model.hidden) + 1
+    if len(cfg.model.kappa) != n_layers:
+        raise ConfigError(f"model.kappa needs {n_layers} values (hidden layers + output), got {len(cfg.model.kappa)}")
+    if len(cfg.model.alpha) not in (1, n_layers):
+        raise ConfigError(f"model.alpha needs 1 or {n_layers} values, got {len(cfg.model.alpha)}")
+    if cfg.optim.name not in ("sgd", "adam"):
+        raise ConfigError(f"optim.name must be 'sgd' or 'adam', got '{cfg.optim.name}'")
+    if cfg.data.source not in ("mnist", "nmnist", "nmnist-synthetic", "fake"):
+        raise ConfigError(f"data.source must be mnist, nmnist, nmnist-synthetic or fake, got '{cfg.data.source}'")
+    for key, v in (("optim.lr", cfg.optim.lr), ("optim.batch_size", cfg.optim.batch_size),
+                   ("model.tau_mp_ms", cfg.model.tau_mp_ms), ("train.chunk", cfg.train.chunk)):
+        if not v > 0:
+            raise ConfigError(f"config key '{key}' must be positive, got {v}")
+
+
+def to_dict(cfg: Config) -> dict:
+    return dataclasses.asdict(cfg)
+
+
+def to_toml(cfg: Config) -> str:
+    """Serialize the resolved config (flat sections of scalars and lists only)."""
+    def fmt(v: Any) -> str:
+        if isinstance(v, bool):
+            return "true" if v else "false"
+        if isinstance(v, str):
+            return '"' + v.replace("\\", "\\\\").replace('"', '\\"') + '"'
+        if isinstance(v, list):
+            return "[" + ", ".join(fmt(x) for x in v) + "]"
+        return repr(v)
+
+    d = to_dict(cfg)
+    lines = [f"name = {fmt(d.pop('name'))}"]
+    for section, values in d.items():
+        lines.append(f"\n[{section}]")
+        lines += [f"{k} = {fmt(v)}" for k, v in values.items()]
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,99 @@
+"""Compiled training steps for the event engine: forward (events.kernels) + backward (gradient.lee2016).
+
+``sgd_per_sample`` is the paper's protocol (batch size 1, plain SGD, method.md 3.8): each sample is
+simulated, its gradient computed and applied before the next sample, all inside one compiled call
+per chunk, so there is no Python work per sample. ``batch_gradients`` serves every other optimizer:
+it averages per-sample gradients of an already simulated batch into buffers that a torch optimizer
+then applies (trainer.py). Both call the same gradient functions; tests/test_training_steps.py holds
+the fused step equal to forward + ``batch_gradients`` + torch.optim.SGD.
+"""
+
+from __future__ import annotations
+
+import numba
+import numpy as np
+
+from snnbp.events.kernels import simulate_sample
+from snnbp.gradient.lee2016 import (
+    accumulate_sample_gradients,
+    add_scaled_columns,
+    enforce_floor,
+    sample_deltas,
+    scale_columns,
+    weight_regularization,
+)
+
+
+@numba.njit(cache=True)
+def _argmax(c):
+    best = 0
+    for i in range(1, c.shape[0]):
+        if c[i] > c[best]:
+            best = i
+    return best
+
+
+@numba.njit(cache=True)
+def sgd_per_sample(weights, thresholds, kappas, floors, reg_layers, channels, times, offsets, t_end, labels,
+                   tau_us, tref_us, wd0, gamma, sigma, rho, lr_w, lr_th, lam, beta, normalize, compensate,
+                   x_s, a_s, count_s, dth_s, unmet_s, delta_s, ro_counts, ro_synops, stats, spikes):
+    """Train on every sample of a CSR chunk in order, updating weights/thresholds in place.
+
+    Per sample (eqs. 11-13): deltas from the pre-update parameters; W <- W - lr (reg grad + data
+    grad) (exact SGD step: the regularizer scaling is applied first, the data gradient does not
+    depend on W once deltas are known); V_th <- V_th + homeostasis - lr_th grad; floor enforced.
+    Scratch arrays have a leading dimension of 1. stats += [loss, reg_loss, correct, synops];
+    spikes[l] += spikes of layer l.
+    """
+    L = len(weights)
+    B = offsets.shape[0] - 1
+    no_readout = np.zeros(0)
+    for b in range(B):
+        s, e = offsets[b], offsets[b + 1]
+        synops = simulate_sample(weights, thresholds, kappas, floors, channels[s:e], times[s:e], t_end[b],
+                                 tau_us, tref_us, wd0, gamma, True, rho, no_readout,
+                                 0, x_s, a_s, count_s, dth_s, unmet_s, ro_counts, ro_synops)
+        label = labels[b]
+        loss = sample_deltas(weights, thresholds, count_s, 0, label, gamma, normalize, delta_s)
+        stats[0] += loss
+        stats[2] += 1.0 if _argmax(count_s[L - 1][0]) == label else 0.0
+        stats[3] += synops
+        for l in range(L):
+            spikes[l] += count_s[l][0].sum()
+        for l in range(L):
+            if reg_layers[l] and lam > 0.0:
+                c, rl = weight_regularization(weights[l], lam, beta)
+                stats[1] += rl
+                scale_columns(weights[l], (1.0 - lr_w * c).astype(np.float32))
+        accumulate_sample_gradients(weights, weights, thresholds, x_s, a_s, delta_s, 0, kappas,
+                                    gamma, sigma, normalize, -lr_w, -lr_th)
+        for l in range(L):
+            th = thresholds[l]
+            th += dth_s[l][0]
+            enforce_floor(weights[l], th, floors[l], unmet_s[l][0], compensate)
+
+
+@numba.njit(cache=True)
+def batch_gradients(weights, thresholds, kappas, reg_layers, x_in, traces, counts, labels,
+                    gamma, sigma, lam, beta, normalize, grad_w, grad_th, deltas, stats):
+    """Average the per-sample gradients of a simulated batch into grad_w / grad_th (zeroed here).
+
+    The regularizer gradient depends only on W, so it is added once (same as averaging it B times).
+    stats += [loss, reg_loss, correct, 0].
+    """
+    L = len(weights)
+    B = labels.shape[0]
+    for l in range(L):
+        grad_w[l][:] = 0.0
+        grad_th[l][:] = 0.0
+    inv = 1.0 / B
+    for b in range(B):
+        stats[0] += sample_deltas(weights, thresholds, counts, b, labels[b], gamma, normalize, deltas)
+        stats[2] += 1.0 if _argmax(counts[L - 1][b]) == labels[b] else 0.0
+        accumulate_sample_gradients(weights, grad_w, grad_th, x_in, traces, deltas, b, kappas,
+                                    gamma, sigma, normalize, inv, inv)
+    for l in range(L):
+        if reg_layers[l] and lam > 0.0:
+            c, rl = weight_regularization(weights[l], lam, beta)
+            stats[1] += rl * B
+            add_scaled_columns(grad_w[l], weights[l], c, 1.0)

@@ -1,0 +1,211 @@
+"""The training loop: epochs of event-engine training, evaluation, metrics and checkpoints.
+
+Run directory layout (design.md, Command line):
+    config.toml        resolved configuration
+    metrics.jsonl      one JSON object per epoch
+    last.safetensors   checkpoint after every epoch / on Ctrl-C (resumable, atomic)
+    model.safetensors  final network
+    summary.json       final numbers (also printed as the last stdout line by the CLI)
+
+Schedules (method.md 5): lr and rho are multiplied by ``decay_per_epoch`` after every epoch; the first
+epoch may use longer warm-up presentations. Divergence (NaN, runaway firing) stops training with a
+TrainingDiverged error and leaves the last good checkpoint in place.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import platform
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from snnbp.errors import ConfigError, TrainingDiverged
+from snnbp.metrics.evaluate import evaluate
+from snnbp.model import Network
+from snnbp.neuron import NeuronParams
+from snnbp.train.checkpoint import FINAL, LAST, load_checkpoint, save_checkpoint
+from snnbp.train.config import Config, load_config, to_dict, to_toml
+from snnbp.train.sources import make_source
+from snnbp.train.trainer import ChunkStats, EventTrainer
+
+
+def build_network(cfg: Config, n_inputs: int) -> Network:
+    m = cfg.model
+    neuron = NeuronParams(tau_mp_ms=m.tau_mp_ms, t_ref_ms=m.t_ref_ms, gamma=m.gamma, sigma=m.sigma)
+    return Network.create(n_inputs, list(m.hidden) + [10], m.kappa, alpha=list(m.alpha),
+                          floor_alpha=m.floor_alpha, neuron=neuron, seed=m.seed)
+
+
+def git_commit() -> str:
+    try:
+        out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
+                             cwd=Path(__file__).resolve().parent, timeout=5)
+        return out.stdout.strip() or "unknown"
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+
+
+def machine() -> str:
+    return f"{platform.machine()} {os.cpu_count()} cores, {platform.system()} {platform.release()}, Python {platform.python_version()}"
+
+
+@dataclass
+class Progress:
+    epoch: int = 0  # epoch in progress
+    next_sample: int = 0  # position within the epoch's order
+    train_wall_s: float = 0.0
+    samples_seen: int = 0
+
+
+def _check_health(net: Network, stats: ChunkStats, cfg: Config, presentation_ms: float) -> str | None:
+    for l, (w, th) in enumerate(zip(net.weights, net.thresholds)):
+        if not (np.isfinite(w).all() and np.isfinite(th).all()):
+            return f"layer {l} has non-finite weights or thresholds"
+    rate = stats.spikes[:-1].sum() / max(1, stats.samples) / max(1, sum(cfg.model.hidden)) / (presentation_ms / 1000)
+    if len(cfg.model.hidden) and rate > cfg.train.max_rate_hz:
+        return f"mean hidden firing rate {rate:.0f} Hz exceeds train.max_rate_hz={cfg.train.max_rate_hz:.0f}"
+    return None
+
+
+def train(cfg: Config, out_dir: Path, resume: bool = False, progress_bar: bool = True, log=print) -> dict:
+    """Train according to ``cfg`` into ``out_dir``; returns the summary dict (also saved)."""
+    from tqdm import tqdm
+
+    out_dir = Path(out_dir)
+    source = make_source(cfg.data, cfg.train.seed)
+    prog = Progress()
+    if resume:
+        ckpt = out_dir / LAST
+        net, opt_t, opt_m, p, _ = load_checkpoint(ckpt)
+        prog = Progress(**p)
+        trainer = EventTrainer(net, cfg.optim)
+        trainer.load_state_tensors(opt_t, opt_m)
+        log(f"resuming {out_dir} at epoch {prog.epoch + 1}, sample {prog.next_sample}")
+    else:
+        if (out_dir / LAST).exists():
+            raise ConfigError(f"{out_dir} already holds a run; pass --resume {out_dir} to continue it or choose another --out")
+        net = build_network(cfg, source.n_inputs)
+        trainer = EventTrainer(net, cfg.optim)
+    if net.n_inputs != source.n_inputs:
+        raise ConfigError(f"the network has {net.n_inputs} inputs but data '{cfg.data.source}' has {source.n_inputs}")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / "config.toml").write_text(to_toml(cfg))
+    cfg_dict = to_dict(cfg)
+
+    def checkpoint() -> None:
+        t, m = trainer.state_tensors()
+        save_checkpoint(out_dir / LAST, net, t, m, prog.__dict__, cfg_dict)
+
+    n_train = len(source.train_labels)
+    tc, oc = cfg.train, cfg.optim
+    metrics_path = out_dir / "metrics.jsonl"
+    log(f"data: {source.name}; {n_train} training / {len(source.test_labels)} test samples; network {net.n_inputs}-" + "-".join(map(str, net.sizes)))
+    last_eval = None
+    stopped_early = False
+    while prog.epoch < tc.epochs:
+        epoch = prog.epoch
+        decay = oc.decay_per_epoch ** epoch
+        lr, rho = oc.lr * decay, oc.rho * decay
+        pres_ms = tc.warmup_ms if (epoch == 0 and tc.warmup_ms > 0) else getattr(source, "train_ms", 0.0)
+        order = np.random.default_rng([tc.seed, epoch]).permutation(n_train)
+        total = None
+        bar = tqdm(total=n_train, initial=prog.next_sample, desc=f"epoch {epoch + 1}/{tc.epochs}",
+                   disable=not (progress_bar and sys.stderr.isatty()), unit="sample", leave=False)
+        t_epoch = time.perf_counter()
+        try:
+            while prog.next_sample < n_train:
+                idx = order[prog.next_sample: prog.next_sample + tc.chunk]
+                batch = source.train_batch(idx, epoch, pres_ms or None)
+                t0 = time.perf_counter()
+                st = trainer.step_chunk(batch, source.train_labels[idx], lr, rho)
+                prog.train_wall_s += time.perf_counter() - t0
+                problem = _check_health(net, st, cfg, pres_ms or 300.0)
+                if problem:
+                    raise TrainingDiverged(f"training stopped at epoch {epoch + 1}: {problem}; the last good checkpoint "
+                                           f"{out_dir / LAST} is kept - lower optim.lr or raise model.alpha and retry")
+                total = st if total is None else total + st
+                prog.next_sample += len(idx)
+                prog.samples_seen += len(idx)
+                bar.update(len(idx))
+                if tc.max_minutes > 0 and prog.train_wall_s > tc.max_minutes * 60:
+                    stopped_early = True
+                    break
+        except KeyboardInterrupt:
+            bar.close()
+            checkpoint()
+            log(f"interrupted; resumable checkpoint written: snnbp train --resume {out_dir}")
+            raise
+        bar.close()
+        epoch_done = prog.next_sample >= n_train
+        record = {"epoch": epoch + 1, "lr": lr, "rho": rho, "presentation_ms": pres_ms,
+                  "epoch_wall_s": round(time.perf_counter() - t_epoch, 2), "train_wall_s": round(prog.train_wall_s, 2)}
+        if total is not None:
+            record.update(train_loss=total.loss / total.samples, train_accuracy=total.correct / total.samples,
+                          train_samples=total.samples, train_synops_per_sample=total.synops / total.samples,
+                          train_spikes_per_layer=(total.spikes / total.samples).round(2).tolist())
+        is_last = epoch + 1 >= tc.epochs or stopped_early
+        due = (epoch + 1) % max(1, tc.eval_every) == 0 or epoch + 1 > tc.epochs - tc.eval_last or is_last
+        if due:
+            ev = evaluate(net, source, progress_bar=progress_bar)
+            record.update(test_accuracy=ev["test_accuracy"], test_synops_per_sample=ev["synops_per_sample"],
+                          test_spikes_per_layer=ev["spikes_per_layer"], eval_wall_s=ev["wall_s"])
+            last_eval = ev
+            log(f"epoch {epoch + 1}: train acc {record.get('train_accuracy', float('nan')):.4f}  test acc {ev['test_accuracy']:.4f}")
+        if epoch_done:
+            prog.epoch += 1
+            prog.next_sample = 0
+        with open(metrics_path, "a") as f:
+            f.write(json.dumps(record) + "\n")
+        checkpoint()
+        if stopped_early:
+            log(f"stopped after train.max_minutes={tc.max_minutes} of training")
+            break
+    from snnbp.model import save_network
+
+    save_network(out_dir / FINAL, net, {"config": cfg_dict})
+    summary = summarize(out_dir, cfg, source.name, prog, last_eval)
+    (out_dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+    return summary
+
+
+def summarize(out_dir: Path, cfg: Config, data_name: str, prog: Progress, last_eval: dict | None) -> dict:
+    rows = [json.loads(l) for l in (out_dir / "metrics.jsonl").read_text().splitlines() if l.strip()]
+    accs = [r["test_accuracy"] for r in rows if "test_accuracy" in r and r["epoch"] > cfg.train.epochs - cfg.train.eval_last]
+    s = {
+        "name": cfg.name,
+        "data": data_name,
+        "network": f"{cfg.model.hidden}",
+        "epochs": prog.epoch,
+        "samples_seen": prog.samples_seen,
+        "train_wall_s": round(prog.train_wall_s, 1),
+        "wall_s": round(prog.train_wall_s + sum(r.get("eval_wall_s", 0) for r in rows), 1),
+        "samples_per_s": round(prog.samples_seen / prog.train_wall_s, 1) if prog.train_wall_s else None,
+        "test_accuracy": last_eval["test_accuracy"] if last_eval else None,
+        "synops_per_sample": last_eval["synops_per_sample"] if last_eval else None,
+        "commit": git_commit(),
+        "machine": machine(),
+        "run_dir": str(out_dir),
+    }
+    if accs:
+        s["test_accuracy_last_epochs"] = {"n": len(accs), "min": min(accs), "mean": float(np.mean(accs)), "max": max(accs)}
+    return s
+
+
+def run_from_args(config_path: str | None, overrides: list[str], out: str | None, resume: str | None) -> dict:
+    if resume:
+        out_dir = Path(resume)
+        from snnbp.train.checkpoint import load_checkpoint as _lc
+
+        _, _, _, _, saved = _lc(out_dir / LAST)
+        cfg = load_config(None, overrides, base=saved)
+        return train(cfg, out_dir, resume=True)
+    cfg = load_config(config_path, overrides)
+    out_dir = Path(out) if out else Path("runs") / f"{cfg.name}-{time.strftime('%Y%m%d-%H%M%S')}"
+    return train(cfg, out_dir)
