@@ -20,23 +20,20 @@ def build_parser() -> argparse.ArgumentParser:
 
     data = sub.add_parser("data", help="prepare datasets (MNIST, N-MNIST) for offline use")
     data_sub = data.add_subparsers(dest="dataset", required=True)
-    from snnbp.data import cli_mnist, cli_nmnist
+    from snnbp.data import cli_compare, cli_mnist, cli_nmnist
 
     cli_mnist.register(data_sub)
     cli_nmnist.register(data_sub)
+    cli_compare.register(data_sub)
 
+    from snnbp import bench
+    from snnbp.report import cli_report, cli_show
     from snnbp.train import cli_train
 
     cli_train.register(sub)
-    try:
-        from snnbp.report import cli_report
-    except ImportError:  # plotting extras not installed
-        cli_report = None
-    if cli_report is not None:
-        cli_report.register(sub)
-    from snnbp import bench
-
     bench.register(sub)
+    cli_report.register(sub)
+    cli_show.register(sub)
     return parser
 
 

@@ -76,6 +76,11 @@ def _centroid_range(x: np.ndarray, y: np.ndarray, t_ms: np.ndarray) -> dict:
     return {"centroid_range_x": float(cx.max() - cx.min()), "centroid_range_y": float(cy.max() - cy.min())}
 
 
+def _nanmedian(values: np.ndarray) -> float:
+    values = values[~np.isnan(values)]
+    return float(np.median(values)) if values.size else float("nan")
+
+
 def dataset_statistics(samples: Iterable, sensor: SensorSize = NMNIST_SENSOR) -> dict:
     """Summary statistics of a set of recordings.
 
@@ -103,8 +108,9 @@ def dataset_statistics(samples: Iterable, sensor: SensorSize = NMNIST_SENSOR) ->
     def col(key):
         return np.array([s[key] for s in per], dtype=np.float64)
 
-    def mean(key):
-        return float(np.nanmean(col(key)))
+    def mean(key):  # NaN (no warning) when no sample defines it, e.g. too few events for a centroid
+        values = col(key)
+        return float(values[~np.isnan(values)].mean()) if (~np.isnan(values)).any() else float("nan")
 
     counts = col("n")
     thirds = np.stack([s["thirds"] for s in per])
@@ -123,7 +129,7 @@ def dataset_statistics(samples: Iterable, sensor: SensorSize = NMNIST_SENSOR) ->
         "profile_10ms": np.stack([s["profile"] for s in per]).mean(axis=0).tolist(),
         **{k: mean(k) for k in ("x_std", "y_std", "bbox_w", "bbox_h", "extent_w", "extent_h",
                                 "centroid_range_x", "centroid_range_y")},
-        "iei_us": {"median": float(np.nanmedian(col("iei_median"))), "p90": float(np.nanmedian(col("iei_p90")))},
+        "iei_us": {"median": _nanmedian(col("iei_median")), "p90": _nanmedian(col("iei_p90"))},
         "pixel_isi_us": {"p5": float(np.percentile(isi, 5)) if len(isi) else np.nan,
                          "median": float(np.median(isi)) if len(isi) else np.nan},
         "rate_hz_per_pixel": mean("rate_hz_px"),

@@ -60,6 +60,34 @@ class EventBatch:
     def __len__(self) -> int:
         return len(self.offsets) - 1
 
+    def validate(self, n_inputs: int) -> None:
+        """Raise ValueError unless the batch is well formed for a network with ``n_inputs`` channels.
+
+        The compiled engine does not bounds-check (a bad channel would read out of bounds), so
+        every engine entry point calls this first: O(events) numpy work.
+        """
+        off = self.offsets
+        if off.ndim != 1 or len(off) < 1 or off[0] != 0 or off[-1] != len(self.channels) or np.any(np.diff(off) < 0):
+            raise ValueError("event batch: offsets must start at 0, be non-decreasing and end at the number of events")
+        if len(self.times_us) != len(self.channels) or len(self.t_end_us) != len(self):
+            raise ValueError("event batch: channels, times and t_end have inconsistent lengths")
+        if len(self.channels) == 0:
+            return
+        lo, hi = int(self.channels.min()), int(self.channels.max())
+        if lo < 0 or hi >= n_inputs:
+            raise ValueError(f"event batch: channel indices span [{lo}, {hi}] but the network has {n_inputs} inputs")
+        step = np.diff(self.times_us)
+        inside = np.ones(len(step), bool)
+        starts = off[1:-1]
+        starts = starts[(starts > 0) & (starts < len(self.channels))]
+        inside[starts - 1] = False  # no ordering across sample boundaries
+        if np.any(step[inside] < 0):
+            raise ValueError("event batch: timestamps decrease within a sample; events must be in time order")
+        nonempty = np.diff(off) > 0
+        last = self.times_us[off[1:][nonempty] - 1]
+        if np.any(self.t_end_us[nonempty] < last):
+            raise ValueError("event batch: t_end precedes the last event of a sample; traces are read at t_end")
+
     def sample(self, b: int) -> tuple[np.ndarray, np.ndarray]:
         s, e = self.offsets[b], self.offsets[b + 1]
         return self.channels[s:e], self.times_us[s:e]

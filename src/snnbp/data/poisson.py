@@ -20,10 +20,10 @@ from snnbp.data.events import EventBatch
 
 def sample_seeds(seed: int, epoch: int, indices: np.ndarray) -> np.ndarray:
     """Distinct, well-mixed 63-bit seeds for (seed, epoch, index) via the splitmix64 finalizer."""
-    z = (np.uint64(seed) * np.uint64(0x9E3779B97F4A7C15)
-         + np.uint64(epoch) * np.uint64(0xBF58476D1CE4E5B9)
-         + np.asarray(indices, np.uint64) * np.uint64(0x94D049BB133111EB))
-    with np.errstate(over="ignore"):
+    with np.errstate(over="ignore"):  # uint64 arithmetic wraps by design
+        z = (np.uint64(seed) * np.uint64(0x9E3779B97F4A7C15)
+             + np.uint64(epoch) * np.uint64(0xBF58476D1CE4E5B9)
+             + np.asarray(indices, np.uint64) * np.uint64(0x94D049BB133111EB))
         z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
         z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
         z = z ^ (z >> np.uint64(31))

@@ -4,11 +4,13 @@ Orchard et al. (2015, Front. Neurosci. 9:437) showed each MNIST digit on a monit
 camera (34 x 34 pixels used) in three ~100 ms saccades along a triangle, so the digit slides a few pixels
 across the sensor and its edges make events. This module simulates that recording:
 
-1. Scene: the 28 x 28 digit (white on black) placed in the 34 x 34 frame, blurred (optics + pixel area),
-   and moved along the saccade path. The path and the speed profile of each saccade were fitted to the 20
-   real recordings in ``shared/data/nmnist-sample`` (see ``SynthParams``).
-2. Pixels: each pixel sees log intensity ``log(black + (1 - black) * v)``. It emits an ON (OFF) event when
-   the log intensity rose (fell) by more than its own contrast threshold since its last reset; thresholds
+1. Scene: the 28 x 28 digit on a screen (dark on white: that is what the real polarities say, see
+   ``SynthParams``), placed in the 34 x 34 frame, blurred (optics + pixel area) and moved along the
+   saccade path. Path, speed profiles and pixel constants were fitted to the 20 real recordings in
+   ``shared/data/nmnist-sample`` (same MNIST digits): counts, polarities, burst profile, event images.
+2. Pixels: each pixel sees log luminance ``log(black + (1 - black) * v)``, low-pass filtered (photoreceptor
+   bandwidth). It emits an ON (OFF) event when it rose (fell) by more than the pixel's own contrast
+   threshold since its last reset; thresholds
    vary from pixel to pixel (Gaussian mismatch). After an event the pixel is held in reset for a refractory
    period (changes during it are lost, as in a real DVS/ATIS pixel).
 3. Sensor noise: Poisson background events at a low rate per pixel, Gaussian timestamp jitter.
@@ -42,8 +44,9 @@ SPLIT_DIRS = {"train": "Train", "test": "Test"}
 class SynthParams:
     """Parameters of the simulated recording. Lengths in sensor pixels, times in ms unless named _us.
 
-    The defaults were calibrated against the 20 real recordings (same MNIST digits): events per sample,
-    ON fraction, burst profile, spatial spread and inter-event intervals (see the module docstring).
+    The defaults were fitted to the 20 real recordings, simulating the same MNIST digits: events per
+    sample (and their spread across digits), ON fraction, 5 ms burst profile, per-window ON/OFF event
+    images, same-pixel intervals, background rate.
     """
 
     width: int = 34  # sensor pixels
@@ -52,7 +55,7 @@ class SynthParams:
     # and the image displacement (dx, dy) of each saccade. The three nearly close a triangle: down (and a
     # little right), up-right, left.
     offset_x: float = 0.5
-    offset_y: float = 1.0
+    offset_y: float = 1.25
     saccade_dx: tuple[float, ...] = (1.25, 3.75, -4.5)
     saccade_dy: tuple[float, ...] = (5.75, -5.5, -0.5)
     # Timing: start and end of each saccade (ms) and its speed profile u^a (1 - u)^b, u in [0, 1] over the
@@ -61,24 +64,25 @@ class SynthParams:
     saccade_end_ms: tuple[float, ...] = (82.5, 192.5, 305.0)
     saccade_shape_a: tuple[float, ...] = (1.8, 1.65, 1.25)
     saccade_shape_b: tuple[float, ...] = (1.2, 1.8, 1.95)
-    tremor_px: float = 0.0  # optional sinusoidal vibration of the mount, amplitude per axis (px)
-    tremor_hz: float = 35.0
     duration_ms: tuple[float, float] = (304.0, 313.0)  # uniform range of the recording length
-    # Optics and display: blur sigma (px) on top of bilinear pixel sampling; monitor luminance
-    # (pixel / 255) ** gamma over a black level (fraction of white), which also keeps log() finite.
-    # Gamma matters: faint anti-aliased strokes then give few events, as in the real recordings.
+    # Optics and display: blur sigma (px) on top of bilinear pixel sampling; screen luminance
+    # level ** gamma over a black level (fraction of white, which also keeps log() finite), where level
+    # is 1 - pixel / 255 for a dark digit on a white screen. The real recordings need the dark digit:
+    # their ON events lie on the trailing edges of the moving strokes (white on black puts them on the
+    # leading edges), and per-digit event counts then follow the real ones twice as closely.
     blur_sigma_px: float = 0.25
-    display_gamma: float = 2.8
+    display_gamma: float = 1.0
     black_level: float = 0.07
-    dark_digit: bool = False  # show the digit dark on a white screen instead of white on black
+    dark_digit: bool = True
     # Pixel: photoreceptor low-pass time constant, contrast thresholds (log units) with Gaussian
     # pixel-to-pixel mismatch, refractory period; then sensor noise and timestamp jitter.
     photoreceptor_tau_ms: float = 3.0
-    threshold_on: float = 0.36
-    threshold_off: float = 0.36
+    threshold_on: float = 0.32
+    threshold_off: float = 0.31
     threshold_mismatch: float = 0.03
     refractory_us: float = 1300.0
-    noise_rate_hz: float = 0.6  # background events per pixel per second (ON and OFF together)
+    noise_rate_hz: float = 0.5  # background events per pixel per second (ON and OFF together)
+    noise_on_fraction: float = 0.9  # real background activity is mostly ON (91 % at the sensor border)
     jitter_us: float = 80.0  # Gaussian sigma
     dt_us: float = 500.0  # simulation step; crossing times are interpolated within a step
 
@@ -108,8 +112,10 @@ def _gaussian_blur(img: np.ndarray, sigma: float) -> np.ndarray:
     return np.apply_along_axis(lambda v: np.convolve(v, k, mode="same"), 1, out)
 
 
-def saccade_path(params: SynthParams, times_ms: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
-    """Image displacement (dx, dy) in pixels at each time (ms): the saccades plus a small tremor.
+def saccade_path(params: SynthParams, times_ms: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Image displacement (dx, dy) in pixels at each time (ms), both shaped like ``times_ms``.
+
+    The path is the same for every sample: the real recordings all share one mechanical path.
 
     Each saccade's speed follows u^a (1 - u)^b on its interval; the position is its normalised integral
     times the saccade's displacement, so the image ends exactly where the saccade says.
@@ -125,15 +131,30 @@ def saccade_path(params: SynthParams, times_ms: np.ndarray, rng: np.random.Gener
         frac = np.interp((times_ms - t0) / (t1 - t0), u_fine, cum)  # 0 before, 1 after the saccade
         dx += params.saccade_dx[k] * frac
         dy += params.saccade_dy[k] * frac
-    if params.tremor_px > 0:  # mount vibration: random phase per axis, so edges flicker a little between saccades
-        phase = rng.uniform(0, 2 * np.pi, size=2)
-        w = 2 * np.pi * params.tremor_hz / 1000.0
-        dx += params.tremor_px * np.sin(w * times_ms + phase[0])
-        dy += params.tremor_px * np.sin(1.3 * w * times_ms + phase[1])
     return dx, dy
 
 
 # --------------------------------------------------------------------------------------------- pixels
+
+
+@numba.njit(cache=True, nogil=True, inline="always")
+def _bilinear(scene, outside, sx, sy):
+    """Scene value at fractional position (sx, sy) in scene pixels; ``outside`` beyond its border."""
+    Hs, Ws = scene.shape
+    x0 = int(np.floor(sx))
+    y0 = int(np.floor(sy))
+    fx = sx - x0
+    fy = sy - y0
+    v = 0.0
+    for dy in range(2):
+        yy = y0 + dy
+        wy = fy if dy == 1 else 1.0 - fy
+        for dx in range(2):
+            xx = x0 + dx
+            wx = fx if dx == 1 else 1.0 - fx
+            inside = 0 <= yy < Hs and 0 <= xx < Ws
+            v += wx * wy * (scene[yy, xx] if inside else outside)
+    return v
 
 
 @numba.njit(cache=True, nogil=True)
@@ -141,63 +162,44 @@ def _pixel_events(scene, outside, org_x, org_y, t_us, thr_on, thr_off, ref0, ref
                   out_x, out_y, out_p, out_t):
     """Run every sensor pixel through the time grid; write events into the out_* buffers, return their count.
 
-    scene: (Hs, Ws) float64 blurred screen luminance in [0, 1], ``outside`` beyond its border; org_x/org_y: (T,) position of scene
-    pixel (0, 0) on the sensor at each step; t_us: (T,) step times; thr_on/thr_off/ref0: (H, W) per-pixel
-    thresholds and initial reference offset (log units); lp_gain: per-step gain of the photoreceptor
-    low-pass, 1 - exp(-dt / tau) (1 = no filtering). Events are emitted at the linearly interpolated
-    crossing time and are not time-sorted.
+    scene: (Hs, Ws) float64 blurred screen luminance in [0, 1], ``outside`` beyond its border.
+    org_x, org_y: (T,) position of scene pixel (0, 0) on the sensor at each step; t_us: (T,) step times.
+    thr_on, thr_off, ref0: (H, W) per-pixel thresholds and initial reference offset (log units).
+    lp_gain: per-step gain of the photoreceptor low-pass, 1 - exp(-dt / tau) (1 = no filtering).
+    out_*: buffers of at least H * W * (duration / refractory + 2) entries (the most a pixel can emit).
+    Events get the linearly interpolated threshold-crossing time; they are not time-sorted.
     """
     H, W = thr_on.shape
     Hs, Ws = scene.shape
-    T = t_us.shape[0]
     n = 0
-    cap = out_t.shape[0]
     ox_lo, ox_hi, oy_lo, oy_hi = org_x.min(), org_x.max(), org_y.min(), org_y.max()
     for y in range(H):
         for x in range(W):
-            # skip pixels the digit never reaches (blurred support + path): they only see the black screen
+            # pixels the digit never reaches (blurred support + path) see a constant screen: no events
             if x - ox_lo < -1.0 or x - ox_hi > Ws or y - oy_lo < -1.0 or y - oy_hi > Hs:
                 continue
-            prev = 0.0
-            ref = 0.0
+            # start settled, each pixel at a random distance from its next threshold
+            v_last = _bilinear(scene, outside, x - org_x[0], y - org_y[0])
+            raw = np.log(black + (1.0 - black) * v_last)
+            prev = raw
+            ref = prev + ref0[y, x]
             hold_until = -1.0
-            for k in range(T):
-                sx = x - org_x[k]
-                sy = y - org_y[k]
-                v = 0.0
-                x0 = int(np.floor(sx))
-                y0 = int(np.floor(sy))
-                fx = sx - x0
-                fy = sy - y0
-                for dyy in range(2):
-                    yy = y0 + dyy
-                    wy = fy if dyy == 1 else 1.0 - fy
-                    for dxx in range(2):
-                        xx = x0 + dxx
-                        wx = fx if dxx == 1 else 1.0 - fx
-                        if yy < 0 or yy >= Hs or xx < 0 or xx >= Ws:
-                            v += wx * wy * outside
-                        else:
-                            v += wx * wy * scene[yy, xx]
-                raw = np.log(black + (1.0 - black) * v)
-                if k == 0:  # start settled, with a random distance to the next threshold
-                    lv = raw
-                    ref = lv + ref0[y, x]
-                    prev = lv
-                    continue
+            for k in range(1, t_us.shape[0]):
+                v = _bilinear(scene, outside, x - org_x[k], y - org_y[k])
+                if v != v_last:  # on plain screen the value repeats: skip the logarithm
+                    raw = np.log(black + (1.0 - black) * v)
+                    v_last = v
                 lv = prev + lp_gain * (raw - prev)
                 if t_us[k] < hold_until:
                     ref = lv  # held in reset: the reference follows the input, changes are lost
                 else:
                     d = lv - ref
                     th = thr_on[y, x] if d > 0 else thr_off[y, x]
-                    if abs(d) >= th and n < cap:
+                    if abs(d) >= th and n < out_t.shape[0]:  # the bound never bites with buffers as documented
                         # crossing time: where the straight line prev -> lv crossed ref +- th
                         target = ref + th if d > 0 else ref - th
-                        step = lv - prev
-                        f = (target - prev) / step if step != 0.0 else 1.0
-                        f = min(max(f, 0.0), 1.0)
-                        te = t_us[k - 1] + f * (t_us[k] - t_us[k - 1])
+                        f = (target - prev) / (lv - prev) if lv != prev else 1.0
+                        te = t_us[k - 1] + min(max(f, 0.0), 1.0) * (t_us[k] - t_us[k - 1])
                         out_x[n] = x
                         out_y[n] = y
                         out_p[n] = 1 if d > 0 else 0
@@ -210,17 +212,18 @@ def _pixel_events(scene, outside, org_x, org_y, t_us, thr_on, thr_off, ref0, ref
 
 
 def _noise_events(params: SynthParams, duration_us: float, rng: np.random.Generator):
-    """Background activity: Poisson events, uniform over pixels, time and polarity. Returns x, y, p, t."""
+    """Background activity: Poisson events, uniform over pixels and time, mostly ON. Returns x, y, p, t."""
     n_pix = params.width * params.height
     n = rng.poisson(params.noise_rate_hz * n_pix * duration_us * 1e-6)
     pix = rng.integers(0, n_pix, size=n)
-    return pix % params.width, pix // params.width, rng.integers(0, 2, size=n), rng.uniform(0, duration_us, size=n)
+    on = (rng.random(n) < params.noise_on_fraction).astype(np.uint8)
+    return pix % params.width, pix // params.width, on, rng.uniform(0, duration_us, size=n)
 
 
 def synthesize_sample(image: np.ndarray, rng_or_seed, params: SynthParams = DEFAULT_PARAMS) -> np.ndarray:
     """Simulate the N-MNIST recording of one digit.
 
-    image: (28, 28) uint8 MNIST digit (0 = black background, 255 = white stroke).
+    image: (28, 28) uint8 MNIST digit (0 = background, 255 = stroke).
     rng_or_seed: numpy Generator, or an int seed.
     Returns a structured array of EVENT_DTYPE (x, y in [0, 34), p 1 = ON, t in integer microseconds),
     sorted by time, all within [0, duration) where duration is drawn from ``params.duration_ms``.
@@ -229,6 +232,8 @@ def synthesize_sample(image: np.ndarray, rng_or_seed, params: SynthParams = DEFA
     image = np.asarray(image)
     if image.ndim != 2:
         raise ValueError(f"expected a 2-D digit image, got shape {image.shape}")
+    if params.dt_us <= 0 or params.refractory_us < 0 or params.duration_ms[0] <= 0:
+        raise ValueError("dt_us and duration_ms must be positive and refractory_us not negative")
     pad = int(np.ceil(3 * params.blur_sigma_px)) + 1  # room for the blur to spread outside the digit
     level = image.astype(np.float64) / 255.0
     outside = 1.0 if params.dark_digit else 0.0
@@ -238,7 +243,7 @@ def synthesize_sample(image: np.ndarray, rng_or_seed, params: SynthParams = DEFA
 
     duration_us = 1000.0 * rng.uniform(*params.duration_ms)
     t_us = np.arange(0.0, duration_us + params.dt_us, params.dt_us)
-    dx, dy = saccade_path(params, t_us / 1000.0, rng)
+    dx, dy = saccade_path(params, t_us / 1000.0)
     org_x = params.offset_x - pad + dx
     org_y = params.offset_y - pad + dy
 
@@ -312,19 +317,28 @@ def read_marker(directory: str | Path) -> dict | None:
     for d in [directory, *list(directory.parents)[:2]]:
         path = d / MARKER
         if path.is_file():
-            return json.loads(path.read_text())
+            return _load_marker(path)
     return None
+
+
+def _load_marker(path: Path) -> dict:
+    """A marker's content; an unreadable one still marks the folder as synthetic."""
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {"generator": f"unreadable {path.name}", "complete": False}
 
 
 def _same_recipe(old: dict | None, new: dict) -> bool:
     keys = ("generator_version", "seed", "limit", "params")
+    new = json.loads(json.dumps(new))  # as it would read back: tuples become lists
     return old is not None and old.get("complete") and all(old.get(k) == new.get(k) for k in keys)
 
 
 def _prepare_dir(out: Path, meta: dict) -> bool:
     """Make ``out`` ready for writing; return False when it already holds this exact dataset."""
     marker = out / MARKER
-    old = json.loads(marker.read_text()) if marker.is_file() else None
+    old = _load_marker(marker) if marker.is_file() else None
     if _same_recipe(old, meta):
         return False
     stale = sorted(out.glob("*/[0-9]/*.bin"))
@@ -370,14 +384,15 @@ def generate_synthetic_nmnist(root, mnist_root=None, seed: int = 0, limit: int |
         return out
     _write_marker(out, meta)  # written first, so even a half-made folder is never taken for real data
     workers = workers or len(os.sched_getaffinity(0))
-    n_events = 0
+    tasks = []
     for split, (images, labels) in data.items():
         n = counts[SPLIT_DIRS[split]]
         for digit in range(10):
             (out / SPLIT_DIRS[split] / str(digit)).mkdir(parents=True, exist_ok=True)
-        tasks = [(split, str(out), s, images[s:s + _CHUNK], labels[s:s + _CHUNK], seed, params) for s in range(0, n, _CHUNK)]
-        with _progress_bar(n, f"synthetic N-MNIST {SPLIT_DIRS[split]}", progress) as bar:
-            n_events += sum(_run_tasks(tasks, workers, bar))
+        bounds = [(s, min(s + _CHUNK, n)) for s in range(0, n, _CHUNK)]
+        tasks += [(split, str(out), s, images[s:e], labels[s:e], seed, params) for s, e in bounds]
+    with _progress_bar(sum(counts.values()), "synthetic N-MNIST", progress) as bar:
+        n_events = sum(_run_tasks(tasks, workers, bar))
     meta = _metadata(seed, limit, params, counts, complete=True)
     meta["events_total"] = n_events
     _write_marker(out, meta)

@@ -56,6 +56,7 @@ def run_events(
     readout_times_us: np.ndarray | None = None,
 ) -> ForwardResult:
     """Simulate every sample of ``batch`` through ``net``; thresholds and weights are not modified."""
+    batch.validate(net.n_inputs)
     B = len(batch)
     sizes = net.sizes
     readout = np.zeros(0) if readout_times_us is None else np.asarray(readout_times_us, np.float64)

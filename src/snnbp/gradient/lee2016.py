@@ -21,10 +21,9 @@ input traces x (x_in for layer 0, the previous layer's a otherwise):
       neuron over-responds. tests/test_gradient.py checks it against finite differences.
   regularizer (eq. 13):        grad W[:, i] += lambda beta W[:, i] exp(beta (|W[:, i]|^2 - 1)),
                                hidden layers only, added once per optimizer step (method.md 10.11)
-  threshold floor (4.4):       a threshold pushed below its floor f stays at f, and the neuron's
-                               weights are scaled by (1 + unmet / f), the first-order equivalent of
-                               the refused decrement for a ~ s / V_th (our reading of "raise all weights
-                               by the same amount", method.md 10.8; UNCONFIRMED in the paper).
+  threshold floor (4.4):       a threshold pushed below its floor f stays at f, and every weight of
+                               the neuron is raised by the refused decrement (our reading of "raise
+                               all weights by the same amount", method.md 10.8; UNCONFIRMED).
 
 Deviation switch: ``normalize=False`` drops the g / g_bar and sqrt factors (plain chain rule of the
 transfer function), which is what the finite-difference tests compare against.
@@ -206,23 +205,29 @@ def add_scaled_columns(G, W, c, coef):
 
 @numba.njit(cache=True)
 def enforce_floor(W, th, floor, unmet, compensate):
-    """Keep V_th >= floor; compensate every refused decrement by scaling the neuron's weights.
+    """Keep V_th >= floor; with ``compensate``, raise the neuron's weights by each refused decrement.
 
     unmet (N,) holds decrements already refused (e.g. by homeostasis during the presentation);
-    thresholds now below the floor add theirs. Scaling W[:, i] by (1 + unmet_i / floor) keeps
-    a ~ s / V_th to first order (module docstring). Returns the number of neurons compensated.
+    thresholds now below the floor add theirs. W[:, i] += unmet_i: "all weights of that neuron are
+    raised by the same amount" (method.md 4.4), read literally. (A multiplicative rescaling, the
+    other reading, makes a silent neuron with mostly negative weights ever more negative; it ran
+    away in our tests.) Returns the number of neurons compensated.
     """
     N = th.shape[0]
-    s = np.ones(N, np.float32)
+    u = np.zeros(N, np.float32)
     n = 0
     for i in range(N):
-        u = unmet[i]
+        ui = unmet[i]
         if th[i] < floor:
-            u += floor - th[i]
+            ui += floor - th[i]
             th[i] = floor
-        if u > 0.0 and compensate:
-            s[i] = 1.0 + u / floor
+        if ui > 0.0 and compensate:
+            u[i] = ui
             n += 1
     if n > 0:
-        scale_columns(W, s)
+        M = W.shape[0]
+        for k in range(M):
+            row = W[k]
+            for i in range(N):
+                row[i] += u[i]
     return n

@@ -40,7 +40,7 @@ def sgd_per_sample(weights, thresholds, kappas, floors, reg_layers, channels, ti
     """Train on every sample of a CSR chunk in order, updating weights/thresholds in place.
 
     Per sample (eqs. 11-13): deltas from the pre-update parameters; W <- W - lr (reg grad + data
-    grad) (exact SGD step: the regularizer scaling is applied first, the data gradient does not
+    grad) (the regularizer scaling is applied first, semi-implicitly; the data gradient does not
     depend on W once deltas are known); V_th <- V_th + homeostasis - lr_th grad; floor enforced.
     Scratch arrays have a leading dimension of 1. stats += [loss, reg_loss, correct, synops];
     spikes[l] += spikes of layer l.
@@ -64,7 +64,10 @@ def sgd_per_sample(weights, thresholds, kappas, floors, reg_layers, channels, ti
             if reg_layers[l] and lam > 0.0:
                 c, rl = weight_regularization(weights[l], lam, beta)
                 stats[1] += rl
-                scale_columns(weights[l], (1.0 - lr_w * c).astype(np.float32))
+                # Semi-implicit step W_i / (1 + lr c_i) instead of W_i (1 - lr c_i): equal to first
+                # order, but it can never flip the sign of a weight vector when lr c_i > 1, which the
+                # exponential growth of c_i (eq. 13) otherwise makes a runaway (deviation, see README).
+                scale_columns(weights[l], (1.0 / (1.0 + lr_w * c)).astype(np.float32))
         accumulate_sample_gradients(weights, weights, thresholds, x_s, a_s, delta_s, 0, kappas,
                                     gamma, sigma, normalize, -lr_w, -lr_th)
         for l in range(L):

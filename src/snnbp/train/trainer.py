@@ -71,6 +71,7 @@ class EventTrainer:
 
     def step_chunk(self, batch: EventBatch, labels: np.ndarray, lr: float, rho: float) -> ChunkStats:
         self.set_learning_rate(lr)
+        batch.validate(self.net.n_inputs)
         if self.fused:
             return self._sgd_chunk(batch, labels, lr, rho)
         total = None

@@ -1,0 +1,182 @@
+"""Training steps (train/event_steps.py, train/trainer.py): the fused per-sample SGD path against the
+minibatch path (engine + batch_gradients + torch optimizer), and Adam wiring."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from snnbp.data.events import EventBatch
+from snnbp.events.engine import run_events
+from snnbp.model import Network
+from snnbp.neuron import NeuronParams
+from snnbp.train.config import OptimConfig
+from snnbp.gradient.lee2016 import weight_regularization
+from snnbp.train.event_steps import batch_gradients
+from snnbp.train.trainer import EventTrainer
+
+M, SIZES, KAPPAS = 8, (6, 3), (-0.4, -1.0)
+
+
+def _net(seed=0, floor=0.3):
+    rng = np.random.default_rng(seed)
+    ws, ths, fan = [], [], M
+    for n in SIZES:
+        ws.append(rng.uniform(-0.3, 0.7, (fan, n)).astype(np.float32))
+        ths.append(rng.uniform(0.8, 1.2, n).astype(np.float32))
+        fan = n
+    return Network(M, ws, ths, list(KAPPAS), [floor] * len(SIZES), NeuronParams(tau_mp_ms=20.0))
+
+
+def _batch(seed=0, n_samples=3, n_events=120, t_ms=40.0, all_channels=False):
+    rng = np.random.default_rng(100 + seed)
+    chs, ts = [], []
+    for _ in range(n_samples):
+        ch = rng.integers(0, M, n_events).astype(np.int32)
+        if all_channels:
+            ch[:M] = np.arange(M)
+        chs.append(ch)
+        ts.append(np.sort(rng.uniform(0, t_ms * 1000.0, n_events)))
+    return EventBatch.from_lists(chs, ts, [t_ms * 1000.0] * n_samples)
+
+
+def _cfg(**kw):
+    base = dict(name="sgd", lr=0.01, lr_th_ratio=0.1, batch_size=1, lam=0.01, beta=10.0)
+    base.update(kw)
+    return OptimConfig(**base)
+
+
+def _minibatch_sgd_trainer(net, **kw):
+    """EventTrainer on the minibatch path (torch.optim.SGD) but with batch size 1.
+
+    The constructor only builds the torch optimizer when the config is not (sgd, batch 1), so build
+    it with batch_size=2 and then set the batch size to 1: step_chunk then runs one engine call,
+    one batch_gradients call and one optimizer.step() per sample.
+    """
+    tr = EventTrainer(net, _cfg(batch_size=2, **kw))
+    assert not tr.fused and tr.optimizer is not None
+    tr.cfg.batch_size = 1
+    return tr
+
+
+@pytest.mark.parametrize("n_samples", [1, 3])
+@pytest.mark.parametrize("floor", [0.3, 0.97])  # 0.97: homeostasis hits the floor -> weight compensation
+def test_fused_sgd_equals_minibatch_sgd_batch1(n_samples, floor):
+    # lam = 0 here: the two paths apply the weight regularizer differently (see the next test).
+    batch = _batch(n_samples=n_samples)
+    labels = np.array([0, 2, 1][:n_samples])
+    rho = 2e-3
+    net_a, net_b = _net(floor=floor), _net(floor=floor)
+    tr_a = EventTrainer(net_a, _cfg(lam=0.0))
+    assert tr_a.fused and tr_a.optimizer is None
+    tr_b = _minibatch_sgd_trainer(net_b, lam=0.0)
+    before = _net(floor=floor)
+    res = run_events(before, batch, train=True, rho=rho)
+    assert all(c.sum() > 0 for c in res.counts), "test needs activity in every layer"
+    assert (res.unmet[0].max() > 0) == (floor > 0.5)
+    st_a = tr_a.step_chunk(batch, labels, 0.01, rho)
+    st_b = tr_b.step_chunk(batch, labels, 0.01, rho)
+    for l in range(net_a.n_layers):
+        assert not np.allclose(net_a.weights[l], before.weights[l], atol=1e-6)
+        assert not np.allclose(net_a.thresholds[l], before.thresholds[l], atol=1e-7)
+        np.testing.assert_allclose(net_a.weights[l], net_b.weights[l], rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(net_a.thresholds[l], net_b.thresholds[l], rtol=1e-5, atol=1e-6)
+        assert np.all(net_a.thresholds[l] >= floor - 1e-7)
+    assert st_a.samples == st_b.samples == n_samples
+    assert st_a.correct == st_b.correct and st_a.synops == st_b.synops
+    np.testing.assert_array_equal(st_a.spikes, st_b.spikes)
+    np.testing.assert_allclose(st_a.loss, st_b.loss, rtol=1e-6)
+
+
+def test_regularizer_step_fused_vs_minibatch():
+    # With lam > 0 the fused path shrinks hidden weights semi-implicitly, W / (1 + lr c), while the
+    # torch path takes the explicit gradient step W (1 - lr c) (c_i = lam beta exp(beta(|w_i|^2-1))).
+    # Everything else is identical, so for one sample the difference is exactly
+    # W0 (1 / (1 + lr c) - (1 - lr c)) on the hidden layer and 0 on the (unregularized) output layer.
+    batch = _batch(n_samples=1)
+    labels = np.array([0])
+    lr, lam = 0.01, 0.01
+    net_a, net_b, before = _net(), _net(), _net()
+    st_a = EventTrainer(net_a, _cfg(lam=lam)).step_chunk(batch, labels, lr, 2e-3)
+    st_b = _minibatch_sgd_trainer(net_b, lam=lam).step_chunk(batch, labels, lr, 2e-3)
+    c, _ = weight_regularization(before.weights[0], lam, 10.0)
+    expect = before.weights[0] * (1.0 / (1.0 + lr * c) - (1.0 - lr * c))
+    assert np.abs(expect).max() > 1e-3  # some columns have |w|^2 > 1, where lr c is not small
+    np.testing.assert_allclose(net_a.weights[0] - net_b.weights[0], expect, atol=2e-6)
+    np.testing.assert_allclose(net_a.weights[1], net_b.weights[1], rtol=1e-5, atol=1e-6)
+    for l in range(2):
+        np.testing.assert_allclose(net_a.thresholds[l], net_b.thresholds[l], rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(st_a.reg_loss, st_b.reg_loss, rtol=1e-5)
+    assert st_a.reg_loss > 0
+    # to first order in lr c they agree: scale the weights down so that |w_i|^2 < 1 everywhere
+    small_a, small_b = _net(), _net()
+    for n in (small_a, small_b):
+        n.weights[0] *= 0.7
+    EventTrainer(small_a, _cfg(lam=lam)).step_chunk(batch, labels, lr, 0.0)
+    _minibatch_sgd_trainer(small_b, lam=lam).step_chunk(batch, labels, lr, 0.0)
+    np.testing.assert_allclose(small_a.weights[0], small_b.weights[0], atol=2e-6)
+
+
+def test_minibatch_of_identical_samples_equals_single_sample():
+    # batch_gradients averages per-sample gradients: B copies of one sample give that sample's step
+    # (homeostasis and unmet decrements are averaged as well).
+    one = _batch(n_samples=1)
+    ch, t = one.sample(0)
+    two = EventBatch.from_lists([ch, ch], [t, t], [one.t_end_us[0]] * 2)
+    net_a, net_b = _net(), _net()
+    tr_a = _minibatch_sgd_trainer(net_a)
+    tr_b = EventTrainer(net_b, _cfg(batch_size=2))
+    tr_a.step_chunk(one, np.array([1]), 0.01, 1e-3)
+    tr_b.step_chunk(two, np.array([1, 1]), 0.01, 1e-3)
+    for l in range(net_a.n_layers):
+        np.testing.assert_allclose(net_a.weights[l], net_b.weights[l], rtol=1e-6, atol=1e-7)
+        np.testing.assert_allclose(net_a.thresholds[l], net_b.thresholds[l], rtol=1e-6, atol=1e-7)
+
+
+def test_adam_updates_every_parameter():
+    # One sample in which every input channel fires, every hidden neuron fires and every output
+    # fires, with the label on the least active output: then every data gradient entry is nonzero.
+    batch = _batch(n_samples=1, n_events=200, all_channels=True)
+    net = _net(seed=3, floor=0.0)
+    res = run_events(net, batch)
+    assert np.all(res.x_in > 0)
+    assert np.all(res.counts[0] > 0) and np.all(res.counts[1] > 0), [c.tolist() for c in res.counts]
+    out = res.counts[1][0]
+    label = int(np.argmin(out))
+    assert out[label] < out.max()
+    # the gradient the optimizer should see
+    gW = tuple(np.zeros_like(w) for w in net.weights)
+    gth = tuple(np.zeros_like(t) for t in net.thresholds)
+    p = net.neuron
+    batch_gradients(tuple(net.weights), tuple(net.thresholds), np.asarray(net.kappas),
+                    np.array([True, False]), res.x_in, tuple(res.traces), tuple(res.counts),
+                    np.array([label], np.int64), p.gamma, p.sigma, 0.01, 10.0, True, gW, gth,
+                    tuple(np.zeros((1, n)) for n in net.sizes), np.zeros(4))
+    for g in gW + gth:
+        assert np.all(np.isfinite(g)) and np.all(g != 0)
+    before = _net(seed=3, floor=0.0)
+    lr = 1e-3
+    tr = EventTrainer(net, _cfg(name="adam", lr_th_ratio=1.0, lam=0.01))
+    assert not tr.fused and tr.optimizer is not None
+    tr.step_chunk(batch, np.array([label]), lr, 0.0)  # rho = 0: no homeostasis, floor 0: no compensation
+    for l in range(net.n_layers):
+        dW = net.weights[l] - before.weights[l]
+        dth = net.thresholds[l] - before.thresholds[l]
+        assert np.all(np.isfinite(dW)) and np.all(np.isfinite(dth))
+        assert np.all(dW != 0) and np.all(dth != 0)
+        # Adam's first step is lr * sign(grad) (|grad| >> eps): the torch optimizer sees our buffers
+        np.testing.assert_allclose(dW, -lr * np.sign(gW[l]), rtol=1e-3, atol=1e-7)
+        np.testing.assert_allclose(dth, -lr * np.sign(gth[l]), rtol=1e-3, atol=1e-7)
+
+
+def test_sgd_step_descends_threshold_of_over_responding_output():
+    # Integration check of the threshold sign through the fused path: a sample where output 0 fires
+    # most but the label is another neuron -> output 0's threshold must rise (homeostasis off).
+    batch = _batch(n_samples=1)
+    net = _net(floor=0.0)
+    out = run_events(net, batch).counts[1][0]
+    winner = int(np.argmax(out))
+    label = (winner + 1) % 3
+    th0 = net.thresholds[1].copy()
+    EventTrainer(net, _cfg(lam=0.0)).step_chunk(batch, np.array([label]), 0.01, 0.0)
+    assert net.thresholds[1][winner] > th0[winner]
