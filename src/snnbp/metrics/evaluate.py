@@ -15,8 +15,11 @@ from snnbp.model import Network
 
 
 def evaluate(net: Network, source, chunk: int = 1000, readout_ms: np.ndarray | None = None,
-             progress_bar: bool = True) -> dict:
+             progress_bar: bool = True, engine=None) -> dict:
     """Accuracy of argmax(output counts) over the source's test set.
+
+    engine: ``engine(net, batch, readout_times_us=...) -> ForwardResult``; default the event engine
+    (``run_events``); ``snnbp.dense.trainer.DenseEngine`` runs the dense engine instead.
 
     readout_ms: optional times (ms) at which accuracy and synops-so-far are also reported, giving
     the accuracy-vs-latency and accuracy-vs-operations curves.
@@ -35,7 +38,7 @@ def evaluate(net: Network, source, chunk: int = 1000, readout_ms: np.ndarray | N
     bar = tqdm(total=n, desc="eval", disable=not (progress_bar and sys.stderr.isatty()), unit="sample", leave=False)
     for s in range(0, n, chunk):
         idx = np.arange(s, min(n, s + chunk))
-        res = run_events(net, source.test_batch(idx), readout_times_us=readout_us)
+        res = (engine or run_events)(net, source.test_batch(idx), readout_times_us=readout_us)
         correct += int((res.predictions() == labels[idx]).sum())
         synops += int(res.synops.sum())
         sp = np.array([c.sum() for c in res.counts], np.float64)

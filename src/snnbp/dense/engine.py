@@ -1,0 +1,211 @@
+"""Dense engine: the paper's neuron on a time grid of step dt, mini-batches, CPU or CUDA (PyTorch).
+
+Per step n (time t_n = n dt, input = the events of bin n, dense/frames.py), layers in sequence
+(layer l+1 sees layer l's spikes of the same step, no synaptic delay, as in the event engine), every
+neuron i of a layer, with the step numbers of events/kernels.py:
+
+  1. decay:      V_i <- V_i exp(-dt / tau_mp)                                    (eq. 1)
+  2. integrate:  V_i <- V_i + w_dyn,i(t_n) sum_k W[k, i] s_k     (s: input spike counts of the step;
+                 w_dyn = neuron.refractory_weight_tensor(t_n - t_last_spike), method.md 2.2)
+     clip:       V_i <- max(V_i, -V_th,i)
+  3. spike:      s_i = [V_i >= V_th,i] if the neuron received an input event this step, else 0
+                 (at most one spike per neuron per step); reset V_i <- V_i - gamma V_th,i s_i (eq. 2)
+  4. WTA:        V_i <- V_i + kappa V_th,i (n_s - s_i)                           (eq. 4)
+  5. clip:       V_i <- max(V_i, -V_th,i)
+  6. homeostasis (training only, method.md 4.4): V_th,i += rho N s_i - rho n_s, never below the
+                 floor; the refused decrement accumulates in ``unmet``.
+  traces (3.1): x_k <- x_k exp(-dt/tau) + s_k (inputs), a_i <- a_i exp(-dt/tau) + s_i (neurons),
+                read at each sample's t_end (dense/frames.py); counts_i += s_i.
+
+Where the grid differs from the event engine (all vanish as dt -> 0 except the last two, which
+need simultaneous spikes; tests/test_dense_parity.py measures the total effect per dt):
+  * events move to the start of their bin (up to dt earlier);
+  * events of one bin are summed into one current with one threshold test, and a neuron spikes at
+    most once per step (the event engine tests once per input event);
+  * the refractory weight is evaluated at step times: with dt >= T_ref it is always 1;
+  * homeostasis acts once per step with n_s = spikes of the step, instead of once per input event;
+    the summed change is identical, only its timing within the step differs;
+  * spikes of layer l in one step reach layer l+1 as one summed input (the event engine delivers
+    them one by one, so a neuron of layer l+1 may fire more than once per input event there).
+
+No autograd graph is kept by ``run_dense`` (torch.no_grad): state is O(B x (inputs + neurons)),
+whatever T. ``simulate`` with a differentiable ``spike_fn`` is the same step with the graph kept:
+the surrogate-gradient BPTT variant (dense/bptt.py). One step, two uses.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from snnbp.dense.frames import DenseInput
+from snnbp.errors import ConfigError
+from snnbp.neuron import NeuronParams, refractory_weight_tensor
+
+SpikeFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+
+
+def heaviside(v: torch.Tensor, th: torch.Tensor) -> torch.Tensor:
+    """s = [V >= V_th] as float (the engine's spike; no gradient)."""
+    return (v >= th).to(v.dtype)
+
+
+@dataclass
+class DenseForward:
+    """What one presentation leaves behind; field names of events.engine.ForwardResult, torch tensors.
+
+    x_in (B, M_0), traces per layer (B, N_l): traces at t_end; counts per layer (B, N_l) float32
+    holding integers (for BPTT counts[-1] carries the graph); dth, unmet per layer (B, N_l);
+    synops (B,) float64 (event-engine synaptic operations: input events x N + WTA spikes x (N-1));
+    readout_counts (B, R, N_L), readout_synops (B, R) at the readout times.
+    """
+
+    x_in: torch.Tensor
+    traces: list[torch.Tensor]
+    counts: list[torch.Tensor]
+    dth: list[torch.Tensor]
+    unmet: list[torch.Tensor]
+    synops: torch.Tensor
+    readout_counts: torch.Tensor
+    readout_synops: torch.Tensor
+
+    @property
+    def output_counts(self) -> torch.Tensor:
+        return self.counts[-1]
+
+    def predictions(self) -> torch.Tensor:
+        """argmax of output counts; ties (and all-silent outputs) go to the lowest index (as events)."""
+        return self.output_counts.detach().argmax(dim=1)
+
+    def to_numpy(self):
+        """The same numbers as an events.engine.ForwardResult (numpy, counts int32, synops int64)."""
+        from snnbp.events.engine import ForwardResult
+
+        f = lambda t: t.detach().cpu().numpy().astype(np.float32)  # noqa: E731
+        i32 = lambda t: t.detach().cpu().round().to(torch.int32).numpy()  # noqa: E731
+        i64 = lambda t: t.detach().cpu().round().to(torch.int64).numpy()  # noqa: E731
+        return ForwardResult(f(self.x_in), [f(a) for a in self.traces], [i32(c) for c in self.counts],
+                             [f(d) for d in self.dth], [f(u) for u in self.unmet], i64(self.synops),
+                             i32(self.readout_counts), i64(self.readout_synops))
+
+
+class _LayerState:
+    """Per-layer state, all (B, N): membrane, homeostatic threshold change, refused decrement,
+    time of last spike (ms, only when the refractory period is longer than dt), counts, traces."""
+
+    def __init__(self, layer, B: int, device, track_refractory: bool):
+        shape = (B, *layer.out_shape)
+        z = lambda: torch.zeros(shape, device=device)  # noqa: E731
+        self.V, self.dth, self.unmet, self.counts, self.a, self.a_end = z(), z(), z(), z(), z(), z()
+        self.last = torch.full(shape, -math.inf, device=device) if track_refractory else None
+
+
+def layer_step(layer, st: _LayerState, s_in: torch.Tensor, n_ev: torch.Tensor, t_ms: float, decay: float,
+               neuron: NeuronParams, spike_fn: SpikeFn, detach_reset: bool, train: bool, rho: float) -> torch.Tensor:
+    """Advance one layer by one step (steps 1-6 of the module doc); returns its spikes s (B, N)."""
+    th = layer.threshold + st.dth  # sample-local thresholds; dth never carries a graph
+    current = layer.synaptic_input(s_in)
+    if st.last is not None:
+        current = current * refractory_weight_tensor(t_ms - st.last, neuron.t_ref_ms, neuron.w_d0)
+    v = torch.maximum(st.V * decay + current, -th)
+    s = spike_fn(v, th) * layer.received(s_in, n_ev)
+    v = v - neuron.gamma * th * (s.detach() if detach_reset else s)
+    if layer.kappa != 0.0:
+        v = torch.maximum(v + layer.kappa * th * layer.peer_spikes(s), -th)
+    st.V = v
+    st.counts = st.counts + s
+    with torch.no_grad():
+        sd = s.detach()
+        st.a = st.a * decay + sd
+        if st.last is not None:
+            st.last = torch.where(sd > 0, torch.full_like(st.last, t_ms), st.last)
+        if train and rho > 0.0:
+            n_s = layer.group_spikes(sd)
+            new = st.dth + rho * layer.group_size * sd - rho * n_s
+            lowest = layer.floor - layer.threshold.detach()  # V_th + dth >= floor  <=>  dth >= floor - V_th
+            short = (lowest - new).clamp(min=0.0) * (n_s > 0)  # as events: only when something fired
+            st.unmet = st.unmet + short
+            st.dth = new + short
+    return s
+
+
+def simulate(layers: Sequence, inp: DenseInput, neuron: NeuronParams, *, train: bool = False, rho: float = 0.0,
+             readout_ms: np.ndarray | None = None, spike_fn: SpikeFn = heaviside,
+             detach_reset: bool = True) -> DenseForward:
+    """Run every step of ``inp`` through ``layers``; the graph is kept only if the caller enables grad."""
+    if not layers:
+        raise ConfigError("the dense network has no layers")
+    if inp.n_inputs != layers[0].in_shape[0]:
+        raise ConfigError(f"the input has {inp.n_inputs} channels but the first layer expects {layers[0].in_shape[0]}; "
+                          "bin the events with the network's n_inputs")
+    B, dt, dev = inp.batch_size, inp.dt_ms, inp.device
+    decay = math.exp(-dt / neuron.tau_mp_ms)
+    refr = neuron.t_ref_ms > dt  # w_dyn < 1 needs t - t_spike < T_ref, and t - t_spike >= dt on the grid
+    states = [_LayerState(layer, B, dev, refr) for layer in layers]
+    x = torch.zeros(B, inp.n_inputs, device=dev)
+    x_end = torch.zeros_like(x)
+    synops = torch.zeros(B, dtype=torch.float64, device=dev)
+    T = inp.n_steps
+    end_at = np.minimum(inp.end_step, T - 1)  # step after which each sample's traces are read
+    end_masks = {int(n): torch.from_numpy(end_at == n).to(dev).unsqueeze(1) for n in np.unique(end_at)}
+    alive_from = int(inp.end_step.min()) if B else 0  # frames past a sample's t_end are masked
+    mask_input = inp._frames is not None
+    end_step_t = torch.from_numpy(inp.end_step).to(dev)
+    R = 0 if readout_ms is None else len(readout_ms)
+    n_out = layers[-1].out_shape
+    ro_counts = torch.zeros((B, R, *n_out), device=dev)
+    ro_synops = torch.zeros((B, R), dtype=torch.float64, device=dev)
+    if R:
+        r_step = np.floor(np.asarray(readout_ms, np.float64)[None, :] / dt + 1e-9).astype(np.int64) - inp.origin_step[:, None]
+        r_step = np.minimum(r_step, T - 1)  # readouts after the last step see the final counts
+        ro_masks = {int(n): torch.from_numpy(r_step == n).to(dev) for n in np.unique(r_step) if n >= 0}
+    for n, frame in enumerate(inp.steps()):
+        if n >= T:
+            break
+        t_ms = n * dt
+        if mask_input and n > alive_from:
+            frame = frame * (n <= end_step_t).unsqueeze(1).to(frame.dtype)
+        with torch.no_grad():
+            x = x * decay + frame
+        s = frame
+        for layer, st in zip(layers, states):
+            n_ev = s.detach().flatten(1).sum(1)
+            s = layer_step(layer, st, s, n_ev, t_ms, decay, neuron, spike_fn, detach_reset, train, rho)
+            with torch.no_grad():
+                synops += n_ev * layer.ops_per_input_event
+                if layer.ops_per_wta_spike:
+                    synops += s.detach().flatten(1).sum(1) * layer.ops_per_wta_spike
+        with torch.no_grad():
+            m = end_masks.get(n)
+            if m is not None:
+                x_end = torch.where(m, x, x_end)
+                for st in states:
+                    st.a_end = torch.where(m.view(B, *([1] * (st.a.ndim - 1))), st.a, st.a_end)
+            if R and n in ro_masks:
+                rm = ro_masks[n]
+                ro_counts = torch.where(rm.view(B, R, *([1] * len(n_out))), states[-1].counts.detach().unsqueeze(1), ro_counts)
+                ro_synops = torch.where(rm, synops.unsqueeze(1), ro_synops)
+    # Decay each snapshot from its step to t_end exactly: exp(-(t_end - n_end dt) / tau).
+    residual = np.clip(inp.t_end_ms - end_at * dt, 0.0, None)
+    fac = torch.from_numpy(np.exp(-residual / neuron.tau_mp_ms).astype(np.float32)).to(dev).unsqueeze(1)
+    return DenseForward(
+        x_in=x_end * fac,
+        traces=[st.a_end * fac.view(B, *([1] * (st.a.ndim - 1))) for st in states],
+        counts=[st.counts if i == len(states) - 1 else st.counts.detach() for i, st in enumerate(states)],
+        dth=[st.dth for st in states],
+        unmet=[st.unmet for st in states],
+        synops=synops,
+        readout_counts=ro_counts,
+        readout_synops=ro_synops,
+    )
+
+
+def run_dense(layers: Sequence, inp: DenseInput, neuron: NeuronParams, *, train: bool = False, rho: float = 0.0,
+              readout_ms: np.ndarray | None = None) -> DenseForward:
+    """The dense engine without any autograd graph (memory independent of the number of steps)."""
+    with torch.no_grad():
+        return simulate(layers, inp, neuron, train=train, rho=rho, readout_ms=readout_ms)

@@ -1,0 +1,108 @@
+"""Layers of the dense engine: what a spiking layer must provide so the engine and the rules can run it.
+
+The engine (dense/engine.py) owns the neuron: decay, refractory weight, spike, reset, inhibition,
+clip, homeostasis (events/kernels.py steps 1-6). A layer owns only its *connectivity*:
+
+    synaptic_input(s_in)  (B, *in_shape) -> (B, *out_shape)   sum_k W[k, i] s_k   (the input current)
+    received(s_in, n_ev)  -> bool mask broadcastable to (B, *out_shape): which neurons got an input
+                             event this step (the event engine tests the threshold only on an input
+                             event, kernels.py step 3, so the dense engine does too)
+    peer_spikes(s)        -> (B, *out_shape) number of spikes of the *other* neurons of each neuron's
+                             WTA / homeostasis group this step (n_s - s_i, eq. 4 and method.md 4.4)
+    group_spikes(s)       -> (B, *out_shape) number of spikes in each neuron's group (n_s)
+    group_size            N of the homeostasis rule (rho N per spike, method.md 4.4)
+    ops_per_input_event   synaptic operations one input event costs (event engine: N)
+    ops_per_wta_spike     operations one spike's lateral inhibition costs (event engine: N - 1)
+
+and, for the paper's gradient rule (dense/lee2016_function.py, eqs. 11-12):
+
+    backprop(delta)       (B, *out_shape) -> (B, *in_shape)   sum_j W[i, j] delta_j
+    weight_grad(x, delta) (B, *in_shape), (B, *out_shape) -> weight-shaped sum_b x_b^T delta_b
+
+``SpikingLinear`` is the fully connected layer of the paper (W[k, i]: input k -> neuron i, the
+layout of ``snnbp.model.Network``). A convolutional layer with the same neuron plugs in by
+implementing the same methods (conv2d / conv_transpose2d, WTA across channels per location).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+
+class SpikingLinear(nn.Module):
+    """Fully connected spiking layer: weight (M, N), threshold (N,), WTA strength kappa, threshold floor.
+
+    weight[k, i] is the synapse from input k to neuron i (snnbp.model.Network layout), so the
+    input current of a batch of input spike vectors s (B, M) is s @ W (B, N).
+    """
+
+    def __init__(self, weight: torch.Tensor, threshold: torch.Tensor, kappa: float = 0.0, floor: float = 0.0):
+        super().__init__()
+        if weight.ndim != 2 or threshold.shape != (weight.shape[1],):
+            from snnbp.errors import ConfigError
+
+            raise ConfigError(f"SpikingLinear: weight {tuple(weight.shape)} and threshold {tuple(threshold.shape)} "
+                              "must be (M, N) and (N,)")
+        self.weight = nn.Parameter(weight.detach().clone().float())
+        self.threshold = nn.Parameter(threshold.detach().clone().float())
+        self.kappa = float(kappa)
+        self.floor = float(floor)
+
+    # ---- shapes and costs -------------------------------------------------------------------
+
+    @property
+    def in_shape(self) -> tuple[int, ...]:
+        return (self.weight.shape[0],)
+
+    @property
+    def out_shape(self) -> tuple[int, ...]:
+        return (self.weight.shape[1],)
+
+    @property
+    def fan_in(self) -> int:
+        """M of eqs. 11-12: synapses per neuron."""
+        return self.weight.shape[0]
+
+    @property
+    def group_size(self) -> int:
+        return self.weight.shape[1]
+
+    @property
+    def ops_per_input_event(self) -> int:
+        return self.weight.shape[1]
+
+    @property
+    def ops_per_wta_spike(self) -> int:
+        return self.weight.shape[1] - 1 if self.kappa != 0.0 else 0
+
+    # ---- forward ------------------------------------------------------------------------------
+
+    def synaptic_input(self, s_in: torch.Tensor) -> torch.Tensor:
+        """(B, M) input spike counts of this step -> (B, N) current sum_k W[k, i] s_k."""
+        return s_in @ self.weight
+
+    def received(self, s_in: torch.Tensor, n_events: torch.Tensor) -> torch.Tensor:
+        """Every neuron of a fully connected layer sees every input event: (B, 1) mask n_events > 0."""
+        return (n_events > 0).unsqueeze(1)
+
+    def group_spikes(self, s: torch.Tensor) -> torch.Tensor:
+        """n_s of the layer (B, 1): the whole layer is one WTA / homeostasis group."""
+        return s.sum(dim=1, keepdim=True)
+
+    def peer_spikes(self, s: torch.Tensor) -> torch.Tensor:
+        """(B, N) spikes of the other neurons of the group: n_s - s_i."""
+        return self.group_spikes(s) - s
+
+    # ---- backward (gradient rule) ---------------------------------------------------------------
+
+    def backprop(self, delta: torch.Tensor) -> torch.Tensor:
+        """(B, N) -> (B, M): sum_j W[i, j] delta_j, the sum of eq. 11 (layer above: self)."""
+        return delta @ self.weight.detach().t()
+
+    def weight_grad(self, x: torch.Tensor, delta: torch.Tensor) -> torch.Tensor:
+        """sum_b x_b^T delta_b -> (M, N); x already carries the per-sample sqrt(N/m) of eq. 12."""
+        return x.t() @ delta
+
+    def extra_repr(self) -> str:
+        return f"{self.weight.shape[0]} -> {self.weight.shape[1]}, kappa={self.kappa}, floor={self.floor:.4g}"

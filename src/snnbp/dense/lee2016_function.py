@@ -1,0 +1,168 @@
+"""The paper's gradient rule as a torch.autograd.Function over the dense engine's final traces.
+
+Forward: run the dense simulation without a graph (dense/engine.py) and return the max-normalized
+output counts o = counts / max_j counts_j (0 for a silent output layer), method.md 3.8.
+Backward: given dL/do (for L = mean_b 0.5 |o_b - y_b|^2 that is e_b / B with e = o - y), return
+the gradients of every layer's W and V_th with exactly the equations of gradient/lee2016.py
+(batched here; tests/test_dense_parity.py holds the two to 1e-5):
+
+  output layer (3.8, 10.4):  delta_i = (g_i / g_bar) dL/do_i             for *all* output neurons
+  hidden layer l (eq. 11):   delta_i = (g_i / g_bar) sqrt(M^(l+1) / m^(l+1)) sum_j W^(l+1)[i, j] delta_j
+                             for active i (count > 0), else 0; a sample whose layer l is silent has
+                             delta = 0 in l and every layer below
+                             g_i = 1 / (gamma V_th,i), g_bar = RMS of g over the active neurons of the
+                             sample (over all neurons if none is active)
+  weights (eq. 12):          dW[k, i] = sum_b sqrt(N / m_b) x_bk delta_bi     (m_b = #{k: x_bk > 0})
+  thresholds (eq. 12, 10.1): dV_th,i = -sum_b sqrt(N / (m_b M)) delta_bi a_hat_bi
+                             a_hat_i = gamma a_i - sigma kappa sum_{j != i} a_j           (eq. 6)
+                             (sign: gradient descent raises V_th of an over-responding neuron)
+  samples with m_b = 0 contribute nothing to that layer.
+
+``normalize=False`` drops g / g_bar -> g and the sqrt factors (the plain chain rule of eq. 5).
+The weight regularizer (eq. 13) is an ordinary differentiable loss term (``exp_weight_regularizer``),
+added by the model for hidden layers; its autograd gradient is lambda beta W_i exp(beta(|W_i|^2 - 1)).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+
+from snnbp.dense.engine import DenseForward, run_dense
+
+
+def max_normalize(counts: torch.Tensor) -> torch.Tensor:
+    """o = counts / max(counts) per sample (B, N); 0 when no output neuron fired (method.md 10.4)."""
+    cmax = counts.max(dim=1, keepdim=True).values
+    return torch.where(cmax > 0, counts / cmax.clamp(min=1.0), torch.zeros_like(counts))
+
+
+def _norm_gain(th: torch.Tensor, gamma: float, active: torch.Tensor, normalize: bool) -> torch.Tensor:
+    """g_i / g_bar (B, N) of eq. 11 (g_bar: RMS over each sample's active neurons, all if none)."""
+    g = 1.0 / (gamma * th)  # (N,)
+    if not normalize:
+        return g.expand(active.shape[0], -1)
+    act = active.to(g.dtype)
+    n_act = act.sum(1, keepdim=True)
+    ms_active = (act * g * g).sum(1, keepdim=True) / n_act.clamp(min=1.0)
+    ms_all = (g * g).mean().expand_as(ms_active)
+    gbar = torch.sqrt(torch.where(n_act > 0, ms_active, ms_all))
+    return g / gbar
+
+
+def lee2016_deltas(layers, counts: list[torch.Tensor], err: torch.Tensor, gamma: float, normalize: bool) -> list[torch.Tensor]:
+    """Deltas (B, N_l) of every layer from the output error ``err`` = dL/do (B, N_L) (eq. 11)."""
+    L = len(layers)
+    th = [layer.threshold.detach() for layer in layers]
+    deltas: list[torch.Tensor] = [None] * L  # type: ignore[list-item]
+    deltas[L - 1] = _norm_gain(th[L - 1], gamma, counts[L - 1] > 0, normalize) * err
+    alive = torch.ones(err.shape[0], dtype=torch.bool, device=err.device)
+    for l in range(L - 2, -1, -1):
+        active = counts[l] > 0
+        n_act = active.flatten(1).sum(1)
+        alive = alive & (n_act > 0)  # a silent layer stops the backward pass for that sample
+        gain = _norm_gain(th[l], gamma, active, normalize)
+        back = layers[l + 1].backprop(deltas[l + 1])
+        if normalize:  # sqrt(M^(l+1) / m^(l+1)): layer l+1 has fan-in N_l, of which n_act are active
+            back = back * torch.sqrt(active[0].numel() / n_act.clamp(min=1).to(back.dtype)).unsqueeze(1)
+        keep = active & alive.unsqueeze(1)
+        deltas[l] = torch.where(keep, gain * back, torch.zeros_like(back))
+    return deltas
+
+
+def lee2016_gradients(layers, res: DenseForward, err: torch.Tensor, gamma: float, sigma: float,
+                      normalize: bool = True) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+    """(grad W per layer, grad V_th per layer) of eqs. 11-12 from final traces/counts and dL/do."""
+    deltas = lee2016_deltas(layers, res.counts, err, gamma, normalize)
+    gw, gth = [], []
+    for l, layer in enumerate(layers):
+        x = res.x_in if l == 0 else res.traces[l - 1]
+        d = deltas[l]
+        M, N = x[0].numel(), d[0].numel()
+        m = (x > 0).flatten(1).sum(1).to(x.dtype)
+        has = m > 0
+        if normalize:
+            cw = torch.where(has, torch.sqrt(N / m.clamp(min=1.0)), torch.zeros_like(m))
+            cth = torch.where(has, torch.sqrt(N / (m.clamp(min=1.0) * M)), torch.zeros_like(m))
+        else:
+            cw = cth = has.to(x.dtype)
+        gw.append(layer.weight_grad(x * cw.unsqueeze(1), d))
+        a = res.traces[l]
+        a_hat = gamma * a - sigma * layer.kappa * layer.peer_spikes(a)  # peer_spikes(a) = sum_{j != i} a_j
+        gth.append(-(cth.unsqueeze(1) * d * a_hat).sum(0))
+    return gw, gth
+
+
+@dataclass
+class Lee2016Call:
+    """Everything the Function's forward needs besides the parameters; ``result`` is set by forward."""
+
+    layers: list
+    inp: object  # DenseInput
+    neuron: object  # NeuronParams
+    train: bool = False
+    rho: float = 0.0
+    normalize: bool = True
+    readout_ms: object = None
+    result: DenseForward | None = field(default=None, repr=False)
+
+
+class Lee2016Function(torch.autograd.Function):
+    """o = max-normalized output counts of the dense simulation; backward = the paper's rule.
+
+    apply(call, W_0, V_th_0, W_1, V_th_1, ...): the parameters are passed explicitly so autograd
+    routes their gradients; ``call.layers`` hold the same tensors.
+    """
+
+    @staticmethod
+    def forward(ctx, call: Lee2016Call, *params):
+        res = run_dense(call.layers, call.inp, call.neuron, train=call.train, rho=call.rho, readout_ms=call.readout_ms)
+        call.result = res
+        ctx.call = call
+        ctx.save_for_backward(res.x_in, *res.traces, *res.counts)
+        return max_normalize(res.counts[-1])
+
+    @staticmethod
+    def backward(ctx, grad_o):
+        call = ctx.call
+        L = len(call.layers)
+        saved = ctx.saved_tensors
+        res = DenseForward(saved[0], list(saved[1:1 + L]), list(saved[1 + L:1 + 2 * L]), [], [], None, None, None)
+        gw, gth = lee2016_gradients(call.layers, res, grad_o, call.neuron.gamma, call.neuron.sigma, call.normalize)
+        grads = []
+        for w, t in zip(gw, gth):
+            grads += [w, t]
+        return (None, *grads)
+
+
+@dataclass(frozen=True)
+class Lee2016Rule:
+    """The paper's rule (Lee et al. 2016, section 4): no graph over time, gradients from final traces.
+
+    Output for the loss: o = max-normalized counts; loss per sample 0.5 |o - y|^2 (method.md 3.8).
+    normalize: eq. 11-12 error normalization (False: plain chain rule).
+    """
+
+    normalize: bool = True
+    name: str = "lee2016"
+
+    def forward(self, model, inp, *, train: bool, rho: float, readout_ms=None):
+        call = Lee2016Call(list(model.layers), inp, model.neuron, train, rho, self.normalize, readout_ms)
+        params = [p for layer in model.layers for p in (layer.weight, layer.threshold)]
+        o = Lee2016Function.apply(call, *params)
+        return o, call.result
+
+    def sample_loss(self, out: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        """0.5 |o - y|^2 per sample (B,)."""
+        y = torch.nn.functional.one_hot(labels, out.shape[1]).to(out.dtype)
+        return 0.5 * ((out - y) ** 2).sum(1)
+
+
+def exp_weight_regularizer(weight: torch.Tensor, lam: float, beta: float) -> torch.Tensor:
+    """sum_i 0.5 lambda exp(beta (sum_k W[k, i]^2 - 1)) (eq. 13); one neuron per column of W."""
+    if lam <= 0.0:
+        return weight.new_zeros(())
+    sq = (weight * weight).sum(0)
+    return 0.5 * lam * torch.exp(beta * (sq - 1.0)).sum()
+

@@ -1,0 +1,182 @@
+"""``DenseTrainer``: the EventTrainer interface (train/trainer.py) on the dense engine, CPU or CUDA.
+
+Per global mini-batch of ``optim.batch_size`` samples of a chunk (same split as EventTrainer):
+
+  1. bin this rank's shard of the events on the grid (dense/frames.py) and run the model with
+     the configured rule (Lee2016Rule: no graph over time; SurrogateBPTT: graph over time);
+  2. loss = sum_b loss_b / B + eq. 13 regularizer of the hidden layers; backward; all-reduce
+     (data parallel, dense/distributed.py); torch.optim SGD or Adam step (weights at lr, thresholds
+     at lr * lr_th_ratio, the param groups of EventTrainer);
+  3. commit homeostasis: V_th += mean_b dth_b, then enforce the threshold floor with the mean
+     refused decrement (weights of a floored neuron raised by it when floor_compensation), i.e.
+     gradient.lee2016.enforce_floor, in torch.
+
+After each chunk the parameters are written into the Network's numpy arrays in place, so
+checkpoints, evaluation and the health checks of train/loop.py see the trained values.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from snnbp.data.events import EventBatch
+from snnbp.dense.distributed import DistContext, context_from_env
+from snnbp.dense.frames import DenseInput, check_dt, resolve_device
+from snnbp.dense.lee2016_function import Lee2016Rule
+from snnbp.dense.model import DenseSNN
+from snnbp.errors import ConfigError
+from snnbp.model import Network
+from snnbp.train.config import OptimConfig
+from snnbp.train.trainer import ChunkStats, _slice
+
+
+@torch.no_grad()
+def enforce_floor_(layer, unmet: torch.Tensor, compensate: bool) -> int:
+    """Torch form of gradient.lee2016.enforce_floor on one layer: V_th >= floor, refused decrement
+    unmet (N,) (plus what the floor refuses now) added to every weight of the neuron."""
+    th = layer.threshold
+    below = th < layer.floor
+    u = unmet + torch.where(below, layer.floor - th, torch.zeros_like(th))
+    th.copy_(torch.where(below, torch.full_like(th, layer.floor), th))
+    if not compensate:
+        return 0
+    u = u.clamp(min=0.0)
+    layer.weight += u.unsqueeze(0)
+    return int((u > 0).sum())
+
+
+class DenseTrainer:
+    """Owns the dense model and the optimizer for one ``Network``; ``step_chunk`` as EventTrainer."""
+
+    def __init__(self, net: Network, optim: OptimConfig, dt_ms: float = 1.0, device: str = "cpu", rule=None,
+                 dist: DistContext | None = None):
+        self.net = net
+        self.cfg = optim
+        self.dist = dist if dist is not None else context_from_env()
+        self.device = resolve_device(self.dist.device(device))
+        self.dt_ms = check_dt(dt_ms)
+        if optim.batch_size < 1:
+            raise ConfigError(f"optim.batch_size={optim.batch_size} must be at least 1")
+        self.dist.check_batch(optim.batch_size)
+        self.rule = rule if rule is not None else Lee2016Rule(normalize=optim.normalize)
+        self.model = DenseSNN.from_network(net, self.dt_ms, self.rule, self.device)
+        self._w = [layer.weight for layer in self.model.layers]
+        self._th = [layer.threshold for layer in self.model.layers]
+        groups = [{"params": self._w, "lr": optim.lr}, {"params": self._th, "lr": optim.lr * optim.lr_th_ratio}]
+        if optim.name == "sgd":
+            self.optimizer = torch.optim.SGD(groups, lr=optim.lr)
+        elif optim.name == "adam":
+            self.optimizer = torch.optim.Adam(groups, lr=optim.lr, betas=tuple(optim.adam_betas), eps=optim.adam_eps)
+        else:
+            raise ConfigError(f"optim.name must be 'sgd' or 'adam', got '{optim.name}'")
+
+    def set_learning_rate(self, lr: float) -> None:
+        self.lr = lr
+        self.optimizer.param_groups[0]["lr"] = lr
+        self.optimizer.param_groups[1]["lr"] = lr * self.cfg.lr_th_ratio
+
+    def step_chunk(self, batch: EventBatch, labels: np.ndarray, lr: float, rho: float) -> ChunkStats:
+        labels = np.asarray(labels, np.int64)
+        if labels.shape != (len(batch),):
+            raise ConfigError(f"got {labels.size} labels for a chunk of {len(batch)} samples; give one label per sample")
+        try:
+            batch.validate(self.net.n_inputs)
+        except ValueError as err:
+            raise ConfigError(str(err)) from None
+        self.set_learning_rate(lr)
+        self.model.load_from(self.net)  # the Network is the source of truth between chunks
+        total = None
+        bs = self.cfg.batch_size
+        for s in range(0, len(batch), bs):
+            n = min(bs, len(batch) - s)
+            lo, hi = self.dist.shard(n)
+            mine = np.arange(s + lo, s + hi)
+            st = self._minibatch(_slice(batch, mine) if len(mine) else None, labels[mine], n, rho)
+            total = st if total is None else total + st
+        self.model.write_to(self.net)
+        return total
+
+    def _minibatch(self, batch: EventBatch | None, labels: np.ndarray, n_global: int, rho: float) -> ChunkStats:
+        model, c = self.model, self.cfg
+        L = len(model.layers)
+        self.optimizer.zero_grad(set_to_none=False)
+        stats = torch.zeros(4 + 3 * L, dtype=torch.float64, device=self.device)  # loss, reg, correct, synops, spikes, ...
+        dth = [torch.zeros_like(t) for t in self._th]
+        unmet = [torch.zeros_like(t) for t in self._th]
+        with_reg = self.dist.is_main and c.lam > 0.0
+        if batch is not None:
+            inp = DenseInput.from_events(batch, model.n_inputs, self.dt_ms, self.device)
+            out, res = model(inp, train=True, rho=rho)
+            loss, per_sample = model.loss(out, labels, c.lam, c.beta, denominator=n_global, with_reg=with_reg)
+            loss.backward()
+            with torch.no_grad():
+                y = torch.as_tensor(labels, device=self.device)
+                stats[0] = per_sample.detach().sum()
+                stats[2] = (res.predictions() == y).sum()
+                stats[3] = res.synops.sum()
+                for l in range(L):
+                    stats[4 + l] = res.counts[l].detach().sum()
+                    dth[l] += res.dth[l].sum(0)
+                    unmet[l] += res.unmet[l].sum(0)
+        elif with_reg:
+            model.regularizer(c.lam, c.beta).backward()
+        if with_reg:
+            stats[1] = float(model.regularizer(c.lam, c.beta).detach()) * n_global
+        for p in self._w + self._th:
+            if p.grad is None:  # first step on a rank whose shard was empty
+                p.grad = torch.zeros_like(p)
+        grads = [p.grad for p in self._w + self._th]
+        self.dist.all_reduce_sum_(grads + dth + unmet + [stats])
+        self.optimizer.step()
+        for l, layer in enumerate(model.layers):
+            with torch.no_grad():
+                layer.threshold += dth[l] / n_global
+            enforce_floor_(layer, unmet[l] / n_global, c.floor_compensation)
+        s = stats.cpu().numpy()
+        return ChunkStats(n_global, float(s[0]), float(s[1]), int(round(s[2])), int(round(s[3])),
+                          np.round(s[4:4 + L]).astype(np.int64))
+
+    # ---- checkpoint support: the EventTrainer format (param ids 0..L-1 weights, L..2L-1 thresholds)
+
+    def state_tensors(self) -> tuple[dict[str, np.ndarray], dict]:
+        sd = self.optimizer.state_dict()
+        tensors, meta = {}, {}
+        for pid, st in sd["state"].items():
+            for k, v in st.items():
+                if torch.is_tensor(v) and v.numel() > 1:
+                    tensors[f"optim.{pid}.{k}"] = v.detach().cpu().numpy().copy()
+                else:
+                    meta[f"{pid}.{k}"] = float(v)
+        return tensors, meta
+
+    def load_state_tensors(self, tensors: dict[str, np.ndarray], meta: dict) -> None:
+        sd = self.optimizer.state_dict()
+        state: dict = {}
+        for name, arr in tensors.items():
+            if name.startswith("optim."):
+                _, pid, k = name.split(".", 2)
+                state.setdefault(int(pid), {})[k] = torch.from_numpy(arr.copy()).to(self.device)
+        for key, v in meta.items():
+            pid, k = key.split(".", 1)
+            state.setdefault(int(pid), {})[k] = torch.tensor(v)
+        sd["state"] = state
+        self.optimizer.load_state_dict(sd)
+
+
+class DenseEngine:
+    """Evaluation callable with the signature of events.engine.run_events, on the dense engine.
+
+    ``engine(net, batch, readout_times_us=None) -> ForwardResult`` (numpy), so metrics.evaluate
+    runs unchanged; train=False: no homeostasis.
+    """
+
+    def __init__(self, dt_ms: float = 1.0, device: str = "cpu"):
+        self.dt_ms = check_dt(dt_ms)
+        self.device = resolve_device(device)
+
+    def __call__(self, net: Network, batch: EventBatch, train: bool = False, rho: float = 0.0,
+                 readout_times_us: np.ndarray | None = None):
+        model = DenseSNN.from_network(net, self.dt_ms, None, self.device)
+        readout_ms = None if readout_times_us is None else np.asarray(readout_times_us, np.float64) / 1000.0
+        return model.simulate(batch, train=train, rho=rho, readout_ms=readout_ms).to_numpy()
