@@ -37,15 +37,16 @@ def _train(args) -> int:
     if config is None and args.resume is None:
         config = str(embedded_config(DEFAULT_CONFIG))
     summary = run_from_args(config, args.overrides, args.out, args.resume)
-    print(json.dumps(summary))
+    if summary:  # empty on ranks other than 0 of a torchrun launch: only rank 0 reports
+        print(json.dumps(summary))
     return 0
 
 
 def _eval(args) -> int:
     import numpy as np
 
-    from snnbp.metrics.evaluate import evaluate
     from snnbp.model import load_tensors, Network
+    from snnbp.train.engines import make_evaluator
     from snnbp.errors import DataError
     from snnbp.train.config import load_config
     from snnbp.train.sources import make_source
@@ -63,7 +64,7 @@ def _eval(args) -> int:
     if args.latency:
         end = cfg.data.test_ms if cfg.data.source == "mnist" else 320.0
         readout = np.linspace(end / 20, end, 20)
-    out = evaluate(net, source, readout_ms=readout)
+    out = make_evaluator(cfg)(net, source, readout_ms=readout)  # the run's engine (train.engine)
     out.update(checkpoint=str(path), data=source.name)
     print(json.dumps(out))
     return 0

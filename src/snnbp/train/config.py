@@ -81,6 +81,12 @@ class TrainConfig:
     chunk: int = 2000  # samples per compiled call (progress granularity)
     seed: int = 0
     max_rate_hz: float = 2000.0  # stop if the mean hidden firing rate exceeds this (runaway activity)
+    engine: str = "event"  # event (exact, numba, CPU) | dense (time grid, PyTorch, CPU/CUDA, torchrun)
+    device: str = "cpu"  # dense engine only: cpu | cuda
+    dt_ms: float = 1.0  # dense engine only: time step of the grid
+    rule: str = "lee2016"  # dense engine only: lee2016 (the paper) | bptt (surrogate-gradient BPTT)
+    surrogate: str = "fast_sigmoid"  # rule = bptt: fast_sigmoid | sigmoid
+    surrogate_slope: float = 25.0  # rule = bptt: slope of the surrogate derivative
 
 
 @dataclass
@@ -169,8 +175,18 @@ def validate(cfg: Config) -> None:
         raise ConfigError(f"optim.name must be 'sgd' or 'adam', got '{cfg.optim.name}'")
     if cfg.data.source not in ("mnist", "nmnist", "nmnist-synthetic", "fake"):
         raise ConfigError(f"data.source must be mnist, nmnist, nmnist-synthetic or fake, got '{cfg.data.source}'")
+    t = cfg.train
+    if t.engine not in ("event", "dense"):
+        raise ConfigError(f"train.engine must be 'event' or 'dense', got '{t.engine}'")
+    if t.device not in ("cpu", "cuda"):
+        raise ConfigError(f"train.device must be 'cpu' or 'cuda', got '{t.device}'")
+    if t.rule not in ("lee2016", "bptt"):
+        raise ConfigError(f"train.rule must be 'lee2016' or 'bptt', got '{t.rule}'")
+    if t.engine == "event" and (t.rule != "lee2016" or t.device != "cpu"):
+        raise ConfigError(f"train.rule={t.rule} / train.device={t.device} need the dense engine; add --set train.engine=dense")
     for key, v in (("optim.lr", cfg.optim.lr), ("optim.batch_size", cfg.optim.batch_size),
-                   ("model.tau_mp_ms", cfg.model.tau_mp_ms), ("train.chunk", cfg.train.chunk)):
+                   ("model.tau_mp_ms", cfg.model.tau_mp_ms), ("train.chunk", cfg.train.chunk),
+                   ("train.dt_ms", t.dt_ms), ("train.surrogate_slope", t.surrogate_slope)):
         if not v > 0:
             raise ConfigError(f"config key '{key}' must be positive, got {v}")
 

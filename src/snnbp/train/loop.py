@@ -27,13 +27,13 @@ from pathlib import Path
 import numpy as np
 
 from snnbp.errors import ConfigError, TrainingDiverged
-from snnbp.metrics.evaluate import evaluate
 from snnbp.model import Network
 from snnbp.neuron import NeuronParams
 from snnbp.train.checkpoint import FINAL, LAST, load_checkpoint, save_checkpoint
 from snnbp.train.config import Config, load_config, to_dict, to_toml
+from snnbp.train.engines import make_evaluator, make_trainer, run_context
 from snnbp.train.sources import make_source
-from snnbp.train.trainer import ChunkStats, EventTrainer
+from snnbp.train.trainer import ChunkStats
 
 
 def build_network(cfg: Config, n_inputs: int) -> Network:
@@ -79,27 +79,35 @@ def train(cfg: Config, out_dir: Path, resume: bool = False, progress_bar: bool =
     from tqdm import tqdm
 
     out_dir = Path(out_dir)
+    dist = run_context(cfg)  # torchrun: join the process group; only rank 0 writes files and logs
+    is_main = dist.is_main
+    log = log if is_main else (lambda *a, **k: None)
+    progress_bar = progress_bar and is_main
+    evaluate = make_evaluator(cfg, dist)
     source = make_source(cfg.data, cfg.train.seed)
     prog = Progress()
     if resume:
         ckpt = out_dir / LAST
         net, opt_t, opt_m, p, _ = load_checkpoint(ckpt)
         prog = Progress(**p)
-        trainer = EventTrainer(net, cfg.optim)
+        trainer = make_trainer(cfg, net, dist)
         trainer.load_state_tensors(opt_t, opt_m)
         log(f"resuming {out_dir} at epoch {prog.epoch + 1}, sample {prog.next_sample}")
     else:
         if (out_dir / LAST).exists():
             raise ConfigError(f"{out_dir} already holds a run; pass --resume {out_dir} to continue it or choose another --out")
         net = build_network(cfg, source.n_inputs)
-        trainer = EventTrainer(net, cfg.optim)
+        trainer = make_trainer(cfg, net, dist)
     if net.n_inputs != source.n_inputs:
         raise ConfigError(f"the network has {net.n_inputs} inputs but data '{cfg.data.source}' has {source.n_inputs}")
-    out_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / "config.toml").write_text(to_toml(cfg))
+    if is_main:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        (out_dir / "config.toml").write_text(to_toml(cfg))
     cfg_dict = to_dict(cfg)
 
     def checkpoint() -> None:
+        if not is_main:
+            return
         t, m = trainer.state_tensors()
         save_checkpoint(out_dir / LAST, net, t, m, prog.__dict__, cfg_dict)
 
@@ -134,7 +142,7 @@ def train(cfg: Config, out_dir: Path, resume: bool = False, progress_bar: bool =
                 prog.next_sample += len(idx)
                 prog.samples_seen += len(idx)
                 bar.update(len(idx))
-                if tc.max_minutes > 0 and prog.train_wall_s > tc.max_minutes * 60:
+                if tc.max_minutes > 0 and dist.any(prog.train_wall_s > tc.max_minutes * 60):
                     stopped_early = True
                     break
         except KeyboardInterrupt:
@@ -161,14 +169,17 @@ def train(cfg: Config, out_dir: Path, resume: bool = False, progress_bar: bool =
         if epoch_done:
             prog.epoch += 1
             prog.next_sample = 0
-        with open(metrics_path, "a") as f:
-            f.write(json.dumps(record) + "\n")
+        if is_main:
+            with open(metrics_path, "a") as f:
+                f.write(json.dumps(record) + "\n")
         checkpoint()
         if stopped_early:
             log(f"stopped after train.max_minutes={tc.max_minutes} of training")
             break
     from snnbp.model import save_network
 
+    if not is_main:
+        return {}
     save_network(out_dir / FINAL, net, {"config": cfg_dict})
     summary = summarize(out_dir, cfg, source.name, prog, last_eval)
     (out_dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")

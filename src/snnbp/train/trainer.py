@@ -57,7 +57,8 @@ class EventTrainer:
             if optim.name == "sgd":
                 self.optimizer = torch.optim.SGD(groups, lr=optim.lr)
             else:
-                self.optimizer = torch.optim.Adam(groups, lr=optim.lr, betas=tuple(optim.adam_betas), eps=optim.adam_eps)
+                self.optimizer = torch.optim.Adam(groups, lr=optim.lr, betas=tuple(optim.adam_betas), eps=optim.adam_eps,
+                                                  foreach=False, fused=True)
             self._grad_w = [np.zeros_like(w) for w in net.weights]
             self._grad_th = [np.zeros_like(t) for t in net.thresholds]
             for p, g in zip(self._w_t + self._th_t, self._grad_w + self._grad_th):
