@@ -29,6 +29,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+SPARSE_RATIO = 16  # CPU: gather weight rows when fewer than 1/16 of the inputs of a step are non-zero
+
 
 class SpikingLinear(nn.Module):
     """Fully connected spiking layer: weight (M, N), threshold (N,), WTA strength kappa, threshold floor.
@@ -79,7 +81,19 @@ class SpikingLinear(nn.Module):
     # ---- forward ------------------------------------------------------------------------------
 
     def synaptic_input(self, s_in: torch.Tensor) -> torch.Tensor:
-        """(B, M) input spike counts of this step -> (B, N) current sum_k W[k, i] s_k."""
+        """(B, M) input spike counts of this step -> (B, N) current sum_k W[k, i] s_k.
+
+        On the CPU, a sparse step (a few events per sample, the usual case at dt ~ 1 ms) gathers
+        the rows W[k] of the events instead of multiplying by the mostly-zero frame: work ~ events x N
+        (what the event engine does) instead of B x M x N. Same sums, differentiable either way.
+        On CUDA the dense matmul is used (no host synchronization per step).
+        """
+        if s_in.device.type == "cpu" and s_in.ndim == 2:
+            idx = s_in.nonzero()
+            if idx.shape[0] * SPARSE_RATIO < s_in.numel():
+                b, k = idx[:, 0], idx[:, 1]
+                rows = self.weight.index_select(0, k) * s_in[b, k].unsqueeze(1)
+                return torch.zeros(s_in.shape[0], self.weight.shape[1], dtype=rows.dtype).index_add(0, b, rows)
         return s_in @ self.weight
 
     def received(self, s_in: torch.Tensor, n_events: torch.Tensor) -> torch.Tensor:
