@@ -136,6 +136,29 @@ def test_bptt_rule_same_forward_finite_gradients_graph_over_time():
             SurrogateBPTT(**bad)
 
 
+def _saved_bytes(model, batch):
+    """Bytes autograd keeps for backward after one forward (what grows with T under BPTT)."""
+    saved = []
+
+    def pack(t):
+        saved.append(t.numel() * t.element_size())
+        return t
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        model(batch)
+    return sum(saved)
+
+
+def test_memory_kept_for_backward_is_flat_in_T_for_lee2016_and_grows_for_bptt():
+    net = _net()
+    short, long = _batch(B=4, t_ms=20.0), _batch(B=4, t_ms=80.0)
+    lee = DenseSNN.from_network(net, 1.0, Lee2016Rule())
+    bptt = DenseSNN.from_network(net, 1.0, SurrogateBPTT())
+    assert _saved_bytes(lee, short) == _saved_bytes(lee, long)  # final traces and counts only
+    b_short, b_long = _saved_bytes(bptt, short), _saved_bytes(bptt, long)
+    assert b_long > 3 * b_short  # 81 vs 21 steps (plus a constant part)
+
+
 def test_bptt_trains_through_the_trainer():
     net = _net()
     w0 = net.weights[0].copy()

@@ -131,6 +131,7 @@ def init_distributed(engine: str, device: str, global_batch: int, env=None) -> D
 
     if not dist.is_available():
         raise ConfigError("this torch build has no torch.distributed; run a single process")
+    _pin_threads()
     if not dist.is_initialized():
         backend = "nccl" if str(device).startswith("cuda") else "gloo"
         if backend == "nccl":
@@ -138,6 +139,26 @@ def init_distributed(engine: str, device: str, global_batch: int, env=None) -> D
         dist.init_process_group(backend=backend, rank=ctx.rank, world_size=ctx.world_size)
         atexit.register(_destroy)
     return ctx
+
+
+def _pin_threads() -> None:
+    """Keep each rank at OMP_NUM_THREADS threads (torchrun sets 1 per process).
+
+    numba's OpenMP threading layer (used by the Poisson encoder and the event kernels) shares
+    libgomp with torch and raises its thread count to NUMBA_NUM_THREADS (all cores) at its first
+    parallel call; N ranks x all cores then oversubscribe the CPU, which slows small torch ops by
+    orders of magnitude. Limiting numba too keeps the setting.
+    """
+    n = os.environ.get("OMP_NUM_THREADS", "")
+    if not n.isdigit() or int(n) < 1:
+        return
+    torch.set_num_threads(int(n))
+    try:
+        import numba
+
+        numba.set_num_threads(min(int(n), numba.config.NUMBA_NUM_THREADS))
+    except (ImportError, ValueError):
+        pass
 
 
 def _destroy() -> None:

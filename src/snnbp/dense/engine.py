@@ -139,8 +139,8 @@ def simulate(layers: Sequence, inp: DenseInput, neuron: NeuronParams, *, train: 
     """Run every step of ``inp`` through ``layers``; the graph is kept only if the caller enables grad."""
     if not layers:
         raise ConfigError("the dense network has no layers")
-    if inp.n_inputs != layers[0].in_shape[0]:
-        raise ConfigError(f"the input has {inp.n_inputs} channels but the first layer expects {layers[0].in_shape[0]}; "
+    if inp.n_inputs != math.prod(layers[0].in_shape):
+        raise ConfigError(f"the input has {inp.n_inputs} channels but the first layer expects {math.prod(layers[0].in_shape)}; "
                           "bin the events with the network's n_inputs")
     B, dt, dev = inp.batch_size, inp.dt_ms, inp.device
     decay = math.exp(-dt / neuron.tau_mp_ms)
@@ -153,7 +153,7 @@ def simulate(layers: Sequence, inp: DenseInput, neuron: NeuronParams, *, train: 
     end_at = np.minimum(inp.end_step, T - 1)  # step after which each sample's traces are read
     end_masks = {int(n): torch.from_numpy(end_at == n).to(dev).unsqueeze(1) for n in np.unique(end_at)}
     alive_from = int(inp.end_step.min()) if B else 0  # frames past a sample's t_end are masked
-    mask_input = inp._frames is not None
+    mask_input = inp.is_tensor  # binned events never hold input after t_end; user frames might
     end_step_t = torch.from_numpy(inp.end_step).to(dev)
     R = 0 if readout_ms is None else len(readout_ms)
     n_out = layers[-1].out_shape

@@ -125,6 +125,11 @@ class DenseInput:
         flat_t = torch.from_numpy(flat).to(dev)
         return DenseInput(T, B, n_inputs, dt, t_end_ms, origin, end_step, dev, _events=(flat_t, bounds))
 
+    @property
+    def is_tensor(self) -> bool:
+        """True when built from a (T, B, P) tensor (``from_frames``), False when streamed from events."""
+        return self._frames is not None
+
     def steps(self) -> Iterator[torch.Tensor]:
         """Yield the (B, P) float32 frame of every step, in order (a fresh tensor each step)."""
         if self._frames is not None:

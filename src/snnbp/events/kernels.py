@@ -106,16 +106,21 @@ def _layer_event(W, j, t, V, th, state, last_spike, wdyn, refr, in_refr, a_val, 
     # Step 4: winner-take-all inhibition, proportional to the inhibited neuron's threshold.
     if kappa != 0.0:
         first = n_out - n_s
+        # Spikers are inhibited by the n_s - 1 others only: remember their potential, then run one
+        # vectorizable pass (inhibit by all n_s, clip = step 5) and redo the spikers exactly.
+        keep = np.empty(n_s, np.float32)
+        for s in range(first, n_out):
+            keep[s - first] = V[out_buf[s]]
+        k32 = np.float32(kappa * n_s)
         for i in range(N):
-            V[i] += kappa * th[i] * n_s
+            v = V[i] + k32 * th[i]
+            lo = -th[i]
+            V[i] = v if v > lo else lo
+        k_others = np.float32(kappa * (n_s - 1))
         for s in range(first, n_out):
             i = out_buf[s]
-            V[i] -= kappa * th[i]
-        # Step 5 again after inhibition.
-        for i in range(N):
-            lo = -th[i]
-            if V[i] < lo:
-                V[i] = lo
+            v = keep[s - first] + k_others * th[i]
+            V[i] = v if v > -th[i] else -th[i]
     # Step 6: threshold homeostasis (training only).
     if train and rho > 0.0:
         up = rho * N
@@ -162,9 +167,12 @@ def simulate_sample(weights, thresholds, kappas, floors, channels, times, t_end,
     unmet = [np.zeros(weights[l].shape[1], np.float64) for l in range(L)]
     state = [np.zeros(2, np.float64) for l in range(L)]
     bufs = [np.empty(max(16, weights[l].shape[1]), np.int32) for l in range(L)]
+    W0, V0, th0, state0, last_spike0 = weights[0], V[0], th[0], state[0], last_spike[0]
+    wdyn0, refr0, in_refr0, a_val0, a_t0 = wdyn[0], refr[0], in_refr[0], a_val[0], a_t[0]
+    count0, unmet0, buf0 = count[0], unmet[0], bufs[0]
+    kappa0, floor0, N0 = kappas[0], floors[0], weights[0].shape[1]
     x_val = np.zeros(M0, np.float64)
     x_t = np.zeros(M0, np.float64)
-    src = np.empty(1, np.int32)
     synops = 0
     R = readout_times.shape[0]
     r = 0
@@ -180,10 +188,18 @@ def simulate_sample(weights, thresholds, kappas, floors, channels, times, t_end,
         k = channels[e]
         x_val[k] = x_val[k] * decay_factor(t - x_t[k], tau_us) + 1.0
         x_t[k] = t
-        src[0] = k
-        cur = src
-        n_cur = 1
-        for l in range(L):
+        # Layer 0 receives every input event: its state is hoisted out of the per-layer lists,
+        # because taking an array out of a list costs reference counting on every event.
+        synops += N0
+        buf0, n_cur, n_s = _layer_event(
+            W0, k, t, V0, th0, state0, last_spike0, wdyn0, refr0, in_refr0, a_val0, a_t0, count0,
+            kappa0, floor0, gamma, tau_us, tref_us, wd0, train, rho, unmet0, buf0, 0)
+        if kappa0 != 0.0:
+            synops += n_s * (N0 - 1)
+        cur = buf0
+        for l in range(1, L):
+            if n_cur == 0:
+                break
             N = weights[l].shape[1]
             n_out = 0
             buf = bufs[l]
@@ -196,8 +212,6 @@ def simulate_sample(weights, thresholds, kappas, floors, channels, times, t_end,
                 if kappas[l] != 0.0:
                     synops += n_s * (N - 1)
             bufs[l] = buf
-            if n_out == 0:
-                break
             cur = buf
             n_cur = n_out
     while r < R:
