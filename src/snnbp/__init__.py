@@ -39,3 +39,7 @@ def _numba_cache_dir() -> str:
 
 # Must run before numba is first imported; respect a cache directory the user chose.
 _os.environ.setdefault("NUMBA_CACHE_DIR", _numba_cache_dir())
+# numba's OpenMP threading layer shares its thread pool runtime with torch's, which made small torch
+# ops (optimizer steps) 50-100x slower after the first parallel numba call; the workqueue layer
+# keeps them apart. A user's explicit choice wins.
+_os.environ.setdefault("NUMBA_THREADING_LAYER", "workqueue")

@@ -38,6 +38,7 @@ class ForwardResult:
     synops: np.ndarray
     readout_counts: np.ndarray
     readout_synops: np.ndarray
+    spike_log: list[np.ndarray] | None = None  # per sample (n, 3): layer, neuron, t_us (record_spikes > 0)
 
     @property
     def output_counts(self) -> np.ndarray:
@@ -54,8 +55,12 @@ def run_events(
     train: bool = False,
     rho: float = 0.0,
     readout_times_us: np.ndarray | None = None,
+    record_spikes: int = 0,
 ) -> ForwardResult:
-    """Simulate every sample of ``batch`` through ``net``; thresholds and weights are not modified."""
+    """Simulate every sample of ``batch`` through ``net``; thresholds and weights are not modified.
+
+    record_spikes: log up to this many spikes per sample (layer, neuron, time) for rasters.
+    """
     batch.validate(net.n_inputs)
     B = len(batch)
     sizes = net.sizes
@@ -68,12 +73,15 @@ def run_events(
     readout_counts = np.zeros((B, len(readout), sizes[-1]), np.int32)
     readout_synops = np.zeros((B, len(readout)), np.int64)
     synops = np.zeros(B, np.int64)
+    spike_log = np.zeros((B, int(record_spikes), 3))
+    n_logged = np.zeros(B, np.int64)
     p = net.neuron
     simulate_batch(
         tuple(net.weights), tuple(net.thresholds), np.asarray(net.kappas, np.float64),
         np.asarray(net.floors, np.float64), batch.channels, batch.times_us, batch.offsets,
         batch.t_end_us, p.tau_us, p.t_ref_us, p.w_d0, p.gamma, bool(train), float(rho), readout,
-        x_in, traces, counts, dth, unmet, readout_counts, synops, readout_synops,
+        x_in, traces, counts, dth, unmet, readout_counts, synops, readout_synops, spike_log, n_logged,
     )
+    log = [spike_log[b, : n_logged[b]] for b in range(B)] if record_spikes else None
     return ForwardResult(x_in, list(traces), list(counts), list(dth), list(unmet), synops,
-                         readout_counts, readout_synops)
+                         readout_counts, readout_synops, log)

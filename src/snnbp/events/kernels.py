@@ -137,9 +137,23 @@ def _layer_event(W, j, t, V, th, state, last_spike, wdyn, refr, in_refr, a_val, 
 
 
 @numba.njit(cache=True)
+def _log_spikes(spike_log, b, n, layer, buf, start, stop, t):
+    """Append spikes buf[start:stop] of ``layer`` at time t to spike_log[b] while room is left."""
+    for s in range(start, stop):
+        if n >= spike_log.shape[1]:
+            break
+        spike_log[b, n, 0] = layer
+        spike_log[b, n, 1] = buf[s]
+        spike_log[b, n, 2] = t
+        n += 1
+    return n
+
+
+@numba.njit(cache=True)
 def simulate_sample(weights, thresholds, kappas, floors, channels, times, t_end,
                     tau_us, tref_us, wd0, gamma, train, rho, readout_times,
-                    b, x_out, a_out, count_out, dth_out, unmet_out, readout_counts, readout_synops):
+                    b, x_out, a_out, count_out, dth_out, unmet_out, readout_counts, readout_synops,
+                    spike_log, n_logged):
     """Run one presentation; write sample b's row of every output array; return synaptic ops.
 
     weights:     tuple of (M_l, N_l) float32; thresholds: tuple of (N_l,) float32 (not modified)
@@ -151,6 +165,8 @@ def simulate_sample(weights, thresholds, kappas, floors, channels, times, t_end,
                  readout_synops[b] (R,)
     x_out[b] (M_0,), a_out[l][b] (N_l,), count_out[l][b] (N_l,) int32: traces and counts at t_end
     dth_out[l][b] (N_l,): net homeostatic threshold change; unmet_out[l][b]: decrement the floor refused
+    spike_log[b] (K, 3) float64: the first K spikes as (layer, neuron, t_us); n_logged[b] their count
+                 (K = 0 disables logging; used for spike rasters)
     """
     L = len(weights)
     M0 = weights[0].shape[0]
@@ -171,6 +187,7 @@ def simulate_sample(weights, thresholds, kappas, floors, channels, times, t_end,
     wdyn0, refr0, in_refr0, a_val0, a_t0 = wdyn[0], refr[0], in_refr[0], a_val[0], a_t[0]
     count0, unmet0, buf0 = count[0], unmet[0], bufs[0]
     kappa0, floor0, N0 = kappas[0], floors[0], weights[0].shape[1]
+    K = spike_log.shape[1]
     x_val = np.zeros(M0, np.float64)
     x_t = np.zeros(M0, np.float64)
     synops = 0
@@ -196,6 +213,8 @@ def simulate_sample(weights, thresholds, kappas, floors, channels, times, t_end,
             kappa0, floor0, gamma, tau_us, tref_us, wd0, train, rho, unmet0, buf0, 0)
         if kappa0 != 0.0:
             synops += n_s * (N0 - 1)
+        if K > 0:
+            n_logged[b] = _log_spikes(spike_log, b, n_logged[b], 0, buf0, 0, n_cur, t)
         cur = buf0
         for l in range(1, L):
             if n_cur == 0:
@@ -211,6 +230,8 @@ def simulate_sample(weights, thresholds, kappas, floors, channels, times, t_end,
                     tref_us, wd0, train, rho, unmet[l], buf, n_out)
                 if kappas[l] != 0.0:
                     synops += n_s * (N - 1)
+                if K > 0:
+                    n_logged[b] = _log_spikes(spike_log, b, n_logged[b], l, buf, n_out - n_s, n_out, t)
             bufs[l] = buf
             cur = buf
             n_cur = n_out
@@ -237,7 +258,8 @@ def simulate_sample(weights, thresholds, kappas, floors, channels, times, t_end,
 @numba.njit(cache=True, parallel=True)
 def simulate_batch(weights, thresholds, kappas, floors, channels, times, offsets, t_end,
                    tau_us, tref_us, wd0, gamma, train, rho, readout_times,
-                   x_out, a_out, count_out, dth_out, unmet_out, readout_counts, synops_out, readout_synops):
+                   x_out, a_out, count_out, dth_out, unmet_out, readout_counts, synops_out, readout_synops,
+                   spike_log, n_logged):
     """``simulate_sample`` for every sample of a CSR batch, samples in parallel on all cores."""
     B = offsets.shape[0] - 1
     for b in numba.prange(B):
@@ -245,4 +267,4 @@ def simulate_batch(weights, thresholds, kappas, floors, channels, times, offsets
         synops_out[b] = simulate_sample(
             weights, thresholds, kappas, floors, channels[s:e], times[s:e], t_end[b],
             tau_us, tref_us, wd0, gamma, train, rho, readout_times,
-            b, x_out, a_out, count_out, dth_out, unmet_out, readout_counts, readout_synops)
+            b, x_out, a_out, count_out, dth_out, unmet_out, readout_counts, readout_synops, spike_log, n_logged)

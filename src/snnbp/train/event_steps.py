@@ -48,11 +48,13 @@ def sgd_per_sample(weights, thresholds, kappas, floors, reg_layers, channels, ti
     L = len(weights)
     B = offsets.shape[0] - 1
     no_readout = np.zeros(0)
+    no_log = np.zeros((1, 0, 3))
+    n_logged = np.zeros(1, np.int64)
     for b in range(B):
         s, e = offsets[b], offsets[b + 1]
         synops = simulate_sample(weights, thresholds, kappas, floors, channels[s:e], times[s:e], t_end[b],
                                  tau_us, tref_us, wd0, gamma, True, rho, no_readout,
-                                 0, x_s, a_s, count_s, dth_s, unmet_s, ro_counts, ro_synops)
+                                 0, x_s, a_s, count_s, dth_s, unmet_s, ro_counts, ro_synops, no_log, n_logged)
         label = labels[b]
         loss = sample_deltas(weights, thresholds, count_s, 0, label, gamma, normalize, delta_s)
         stats[0] += loss
