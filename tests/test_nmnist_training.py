@@ -57,3 +57,20 @@ def test_train_and_eval_on_synthetic_nmnist(tmp_path, capsys):
     ev = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     curve = ev["latency_curve"]
     assert len(curve["time_ms"]) == 20 and np.all(np.diff(curve["synops_per_sample"]) >= 0)
+
+
+def test_show_draws_frames_gif_and_network_raster(tmp_path, capsys):
+    root = _data(tmp_path)
+    args = ["train", "--out", str(tmp_path / "run")]
+    for kv in ["data.source=\"nmnist-synthetic\"", f"data.root=\"{root}\"", "model.hidden=[20]",
+               "model.tau_mp_ms=200.0", "train.epochs=1", "train.chunk=10"]:
+        args += ["--set", kv]
+    assert main(args) == 0
+    capsys.readouterr()
+    rec = next((root / "nmnist-synthetic" / "Test").rglob("*.bin"))
+    assert main(["show", str(rec), "--out", str(tmp_path / "fig"), "--checkpoint", str(tmp_path / "run")]) == 0
+    out = capsys.readouterr().out
+    assert "synthetic" in out.lower()
+    for suffix in ("_frames.png", ".gif", "_raster.png"):
+        f = tmp_path / "fig" / f"{rec.stem}{suffix}"
+        assert f.is_file() and f.stat().st_size > 1000

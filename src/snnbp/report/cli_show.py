@@ -21,6 +21,8 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     parser.add_argument("--out", type=Path, default=Path("."), metavar="DIR", help="output folder (default: .)")
     parser.add_argument("--frames", type=int, default=6, metavar="N", help="time slices in the PNG (default 6)")
     parser.add_argument("--frame-ms", type=float, default=10.0, metavar="MS", help="GIF frame length (default 10)")
+    parser.add_argument("--checkpoint", type=Path, metavar="CKPT",
+                        help="also run the recording through this trained network and draw its spike raster")
     parser.set_defaults(func=_run)
     return parser
 
@@ -47,4 +49,32 @@ def _run(args: argparse.Namespace) -> int:
     print(f"{args.file}: {source}, {len(events)} events")
     print(png)
     print(gif)
+    if args.checkpoint is not None:
+        print(_raster(args, events, sensor, source))
     return 0
+
+
+def _raster(args: argparse.Namespace, events, sensor, source: str) -> Path:
+    """Run the recording through a trained network (event engine) and draw input and spike rasters."""
+    import numpy as np
+
+    from snnbp.data.events import EventBatch, events_to_channels
+    from snnbp.errors import DataError
+    from snnbp.events.engine import run_events
+    from snnbp.model import load_network
+    from snnbp.report.events_plot import plot_spike_raster
+
+    ckpt = args.checkpoint / "model.safetensors" if args.checkpoint.is_dir() else args.checkpoint
+    net, _ = load_network(ckpt)
+    if net.n_inputs != sensor.channels:
+        raise DataError(f"{ckpt} expects {net.n_inputs} inputs but the recording has {sensor.channels} channels")
+    t = events["t"].astype(np.float64)
+    batch = EventBatch.from_lists([events_to_channels(events, sensor)], [t], [float(t[-1]) if len(t) else 0.0])
+    res = run_events(net, batch, record_spikes=200_000)
+    log = res.spike_log[0]
+    layers = [np.stack([log[log[:, 0] == l, 1], log[log[:, 0] == l, 2]], axis=1) for l in range(net.n_layers)]
+    names = [f"hidden {l + 1} ({n})" for l, n in enumerate(net.sizes[:-1])] + ["output (10)"]
+    pred = int(res.predictions()[0])
+    title = f"{args.file.name} ({source}): predicted {pred}, output counts {res.output_counts[0].tolist()}"
+    return plot_spike_raster(layers, args.out / f"{args.file.stem}_raster.png", input_events=events, sensor=sensor,
+                             layer_names=names, title=title)
