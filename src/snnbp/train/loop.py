@@ -44,10 +44,14 @@ def build_network(cfg: Config, n_inputs: int) -> Network:
 
 
 def git_commit() -> str:
+    """Short hash of the checkout's HEAD, with "+dirty" when tracked files differ from it."""
+    here = Path(__file__).resolve().parent
     try:
-        out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
-                             cwd=Path(__file__).resolve().parent, timeout=5)
-        return out.stdout.strip() or "unknown"
+        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
+                              cwd=here, timeout=5).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], capture_output=True,
+                               text=True, cwd=here, timeout=5).stdout.strip()
+        return (head + ("+dirty" if dirty else "")) or "unknown"
     except (OSError, subprocess.SubprocessError):
         return "unknown"
 
@@ -79,6 +83,7 @@ def train(cfg: Config, out_dir: Path, resume: bool = False, progress_bar: bool =
     from tqdm import tqdm
 
     out_dir = Path(out_dir)
+    commit = git_commit()  # the code this run starts from
     dist = run_context(cfg)  # torchrun: join the process group; only rank 0 writes files and logs
     is_main = dist.is_main
     log = log if is_main else (lambda *a, **k: None)
@@ -181,12 +186,13 @@ def train(cfg: Config, out_dir: Path, resume: bool = False, progress_bar: bool =
     if not is_main:
         return {}
     save_network(out_dir / FINAL, net, {"config": cfg_dict})
-    summary = summarize(out_dir, cfg, source.name, prog, last_eval)
+    summary = summarize(out_dir, cfg, source.name, prog, last_eval, commit)
     (out_dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     return summary
 
 
-def summarize(out_dir: Path, cfg: Config, data_name: str, prog: Progress, last_eval: dict | None) -> dict:
+def summarize(out_dir: Path, cfg: Config, data_name: str, prog: Progress, last_eval: dict | None,
+              commit: str) -> dict:
     rows = [json.loads(l) for l in (out_dir / "metrics.jsonl").read_text().splitlines() if l.strip()]
     accs = [r["test_accuracy"] for r in rows if "test_accuracy" in r and r["epoch"] > cfg.train.epochs - cfg.train.eval_last]
     s = {
@@ -200,7 +206,7 @@ def summarize(out_dir: Path, cfg: Config, data_name: str, prog: Progress, last_e
         "samples_per_s": round(prog.samples_seen / prog.train_wall_s, 1) if prog.train_wall_s else None,
         "test_accuracy": last_eval["test_accuracy"] if last_eval else None,
         "synops_per_sample": last_eval["synops_per_sample"] if last_eval else None,
-        "commit": git_commit(),
+        "commit": commit,
         "machine": machine(),
         "run_dir": str(out_dir),
     }
