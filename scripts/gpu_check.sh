@@ -22,6 +22,7 @@ cd "$(dirname "$0")/.." || exit 2
 ROOT=$(pwd)
 
 OUT="" QUICK="" SKIP_TESTS="" SKIP_BENCH="" REQUIRE_GPU="" DRY=""
+ARGS="$*"
 while [ $# -gt 0 ]; do
   case "$1" in
     --out) OUT="${2:?--out needs a file}"; shift 2 ;;
@@ -79,7 +80,7 @@ STATUS=0
   echo
   [ -n "$DRY" ] && echo "**CPU dry run (--cpu-dry-run): no GPU was used; this checks the script, not the GPU path.**" && echo
   echo "- date: $(date -u +%Y-%m-%dT%H:%M:%SZ); commit: $(git rev-parse --short HEAD 2>/dev/null || echo unknown)$(git diff --quiet 2>/dev/null || echo ' (+ uncommitted changes)')"
-  echo "- command: scripts/gpu_check.sh${QUICK:+ --quick}${DRY:+ --cpu-dry-run}; python: $PY"
+  echo "- command: scripts/gpu_check.sh${ARGS:+ $ARGS}; python: $PY"
   "$PY" - <<'PYEOF'
 import os, platform, torch
 gpu = torch.cuda.get_device_name() if torch.cuda.is_available() else "none"

@@ -18,6 +18,7 @@ import argparse
 import datetime as _dt
 import json
 import os
+import statistics
 import subprocess
 import sys
 from pathlib import Path
@@ -65,6 +66,11 @@ def _presentation(r: dict) -> str:
     return r.get("presentation") or f"{r['presentation_ms']:g} ms"
 
 
+def _sps(r: dict) -> str:
+    runs = r.get("samples_per_s_runs")
+    return f"{r['samples_per_s']:.1f}" + (f" [{min(runs):.1f}-{max(runs):.1f}]" if runs and len(runs) > 1 else "")
+
+
 def summary_table(records: list[dict]) -> str:
     """Markdown table of all records, then ratios computed only from these records (per group present)."""
     ok = {r["name"]: r for r in records if "error" not in r and "skipped" not in r}
@@ -79,7 +85,7 @@ def summary_table(records: list[dict]) -> str:
         gpu = f"{r['cuda_peak_mb']:.0f}" if r.get("cuda_peak_mb") is not None else ""
         lines.append(f"| {r['name']} | {r['engine']} | {r.get('device', 'cpu')} | {_presentation(r)} | {r['batch']} "
                      f"| {r['T'] if r['T'] is not None else 'event'} | {r['threads']} | {r['n_samples']} "
-                     f"| {r['samples_per_s']:.1f} | {r['peak_rss_mb']:.0f} | {r['rss_delta_mb']:.0f} | {gpu} |")
+                     f"| {_sps(r)} | {r['peak_rss_mb']:.0f} | {r['rss_delta_mb']:.0f} | {gpu} |")
     names = {r["name"] for r in records}
     ratios = []
     for group, rows in RATIOS.items():
@@ -101,6 +107,32 @@ def summary_table(records: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def aggregate(runs: list[dict]) -> dict:
+    """One record from repeated runs of a measurement: median samples/s; memory fields (peak, baseline,
+    delta, GPU) from the run with the smallest peak RSS (a run that compiled numba code or filled a
+    cache has a higher ru_maxrss that says nothing about the workload; nothing makes it lower); the
+    other fields from the median run; every run's samples/s and peak RSS listed beside them.
+
+    A failed or skipped run makes the whole measurement failed or skipped (its record is returned).
+    """
+    bad = [r for r in runs if "error" in r] or [r for r in runs if "skipped" in r]
+    if bad or len(runs) == 1:
+        return dict((bad or runs)[0])
+    sps = [r["samples_per_s"] for r in runs]
+    out = dict(sorted(runs, key=lambda r: r["samples_per_s"])[(len(runs) - 1) // 2])  # the (lower) median run
+    out["samples_per_s"] = statistics.median(sps)
+    out["samples_per_s_runs"] = sps
+    out["repeats"] = len(runs)
+    out.pop("repetition", None)
+    low = min(runs, key=lambda r: r["peak_rss_mb"])
+    for key in ("peak_rss_mb", "rss_baseline_mb", "rss_delta_mb", "cuda_peak_mb", "cuda_baseline_mb", "cuda_delta_mb"):
+        if key in low:
+            out[key] = low[key]
+    out["peak_rss_mb_runs"] = [r["peak_rss_mb"] for r in runs]
+    out["load_avg_1m_runs"] = [r.get("load_avg_1m_before") for r in runs]
+    return out
+
+
 def _default_out(which: list[str] | None) -> Path:
     date = _dt.date.today().isoformat()
     if which and all(w in GROUPS for w in which):
@@ -108,13 +140,18 @@ def _default_out(which: list[str] | None) -> Path:
     return Path("benchmarks") / f"results-{date}.md"
 
 
-def write_results(path: Path, records: list[dict], table: str, header: str) -> None:
+def write_results(path: Path, records: list[dict], table: str, header: str, runs: list[dict] | None = None) -> None:
+    """records: one per measurement; runs (with --repeat): every run, written after them."""
     path.parent.mkdir(parents=True, exist_ok=True)
+    runs = runs if runs and len(runs) > len(records) else []
     if path.suffix == ".jsonl":
-        body = "".join(json.dumps(r) + "\n" for r in records) + json.dumps({"summary_markdown": table, "header": header}) + "\n"
+        body = ("".join(json.dumps(r) + "\n" for r in records + runs)
+                + json.dumps({"summary_markdown": table, "header": header}) + "\n")
     else:
         body = (f"# snnbp bench\n\n{header}\n\n{table}\n\n## Records (one JSON object per measurement)\n\n```jsonl\n"
                 + "".join(json.dumps(r) + "\n" for r in records) + "```\n")
+        if runs:
+            body += ("\n## Every run (--repeat)\n\n```jsonl\n" + "".join(json.dumps(r) + "\n" for r in runs) + "```\n")
     path.write_text(body)
 
 
@@ -136,20 +173,29 @@ def run_bench(args: argparse.Namespace) -> int:
                    "with oversubscribed cores, multi-threaded timings (torch/OpenMP, numba prange) can be several "
                    "times too slow; rerun on an idle machine or with --threads 1")
     print(f"# {header}", flush=True)
-    records = []
-    for spec in specs:
-        load_before = _load()
-        rec = run_child(spec, args.timeout)
-        rec["load_avg_1m_before"] = load_before
-        rec["load_avg_1m_after"] = _load()
-        records.append(rec)
-        print(json.dumps(rec), flush=True)
-    loads = ([r["load_avg_1m_before"] for r in records] + [records[-1]["load_avg_1m_after"]]) if records else [load]
+    repeat = max(1, int(getattr(args, "repeat", 1) or 1))
+    runs = []
+    for rep in range(repeat):  # round robin: each repetition measures every spec once, in order
+        for spec in specs:
+            load_before = _load()
+            rec = run_child(spec, args.timeout)
+            rec["load_avg_1m_before"] = load_before
+            rec["load_avg_1m_after"] = _load()
+            if repeat > 1:
+                rec["repetition"] = rep + 1
+            runs.append(rec)
+            print(json.dumps(rec), flush=True)
+    records = [aggregate([r for r in runs if r["name"] == spec["name"]]) for spec in specs]
+    loads = ([r["load_avg_1m_before"] for r in runs] + [runs[-1]["load_avg_1m_after"]]) if runs else [load]
     header += f"; load average (1 min) during the run: {min(loads):.2f} to {max(loads):.2f}"
+    if repeat > 1:
+        header += (f"; --repeat {repeat}: every measurement ran {repeat} times, round robin, each in a fresh process; "
+                   "samples/s is the median of the runs ([min-max] beside it); memory is that of the run with the "
+                   "smallest peak RSS")
     table = summary_table(records)
     print()
     print(table)
-    write_results(out, records, table, header)
+    write_results(out, records, table, header, runs)
     print(f"\nwrote {out}")
     return 1 if any("error" in r for r in records) else 0
 
@@ -166,6 +212,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data", choices=("auto", "mnist", "random"), default="auto",
                    help="auto: cached MNIST if present (N-MNIST: synthetic recordings of MNIST digits), "
                         "else random images (N-MNIST: of random strokes)")
+    p.add_argument("--repeat", type=int, default=1,
+                   help="run every measurement N times (round robin, fresh processes); report the median samples/s")
     p.add_argument("--timeout", type=float, default=900.0, help="seconds allowed per measurement")
 
 

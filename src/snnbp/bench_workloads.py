@@ -110,15 +110,16 @@ def nmnist_pool(n: int, split: str, source: str, seed: int):
     images, labels, digits = (None, None, None)
     if source in ("auto", "mnist"):
         images, labels, digits = _mnist(n, split, source)
+        digits = digits and f"MNIST {split} digits 0..{n - 1}"
     if images is None:
         images, labels = random_strokes(n, seed)
-        digits = "random strokes"
+        digits = "random-stroke images" + (" (no MNIST cached)" if source == "auto" else "")
     chans, times = [], []
     for i, img in enumerate(images):
         ev = synthesize_sample(img, sample_rng(seed, split, i))
         chans.append(events_to_channels(ev, NMNIST_SENSOR))
         times.append(ev["t"].astype(np.float64))
-    name = f"synthetic N-MNIST (in-process synthesize_sample, seed {seed}, {split} split) from {digits} digits"
+    name = f"synthetic N-MNIST made in-process by synthesize_sample (seed {seed}, split {split}) from {digits}"
     return chans, times, labels, name
 
 
@@ -379,7 +380,9 @@ def _measure_nmnist(engine, sizes, n, batch, chunk, pool, pretrain, data, seed):
 
         def step(lo, hi):
             inp = DenseInput.from_events(batch_of(lo, hi), sizes[0], DT_MS, "cpu", align_start=True)
-            frames = torch.stack(list(inp.steps()))  # (T, B, P): each sample's grid starts at its first event
+            frames = torch.empty(inp.n_steps, inp.batch_size, inp.n_inputs)  # (T, B, P); each sample's grid
+            for t, f in enumerate(inp.steps()):                                  # starts at its first event
+                frames[t] = f
             Ts.append(frames.shape[0])
             if infer:
                 return int((predict(net, frames) == lab_t[lo:hi]).sum())
@@ -437,7 +440,7 @@ def _measure_dense(engine, sizes, images, labels, ms, batch, n, device, config):
     from snnbp.train.loop import build_network
 
     rule = "lee2016" if engine == "dense-lee2016" else "bptt"
-    over = [f"train.engine=dense", f"train.device={device}", f"train.dt_ms={DT_MS}", f"train.rule={rule}",
+    over = ["train.engine=dense", f"train.device={device}", f"train.dt_ms={DT_MS}", f"train.rule={rule}",
             "optim.name=adam", f"optim.batch_size={batch}", "optim.lr=0.001", "optim.lr_th_ratio=1.0",
             f"data.train_ms={ms}"]
     if not config:
@@ -461,7 +464,7 @@ def _measure_dense(engine, sizes, images, labels, ms, batch, n, device, config):
     if cuda:
         torch.cuda.reset_peak_memory_stats()
     wall, baseline, out = _timed(step, n, batch, sync)
-    extra = {"device": str(tr.device), "rule": rule, "dt_ms": DT_MS, "config": config or "784-800-10 (paper constants)",
+    extra = {"device": str(tr.device), "rule": rule, "dt_ms": DT_MS, "config": config or "-".join(map(str, sizes)) + " (paper constants, no preset)",
              "optimizer": f"adam lr={lr} batch_size={batch}", "torch_threads": torch.get_num_threads(),
              "loss_mean": sum(o[0] for o in out) / n, "train_accuracy": sum(o[1] for o in out) / n,
              "synops_per_sample": sum(o[2] for o in out) / n}

@@ -6,6 +6,14 @@ winner-take-all strength kappa_l (-1 <= kappa < 0; 0 means no lateral inhibition
 one ``NeuronParams``. Arrays are float32 numpy arrays; ``torch.from_numpy`` views of them are what the
 optimizers update, so the engines and the optimizer always see the same memory.
 
+A *layered* network (``layers`` set, e.g. ["conv:20:5", "pool:2", "conv:50:5", "pool:2", "fc:200",
+"fc:10"] on ``input_shape`` (P, H, W)) may also hold convolutional layers (dense engine only,
+dense/conv.py): a conv layer "conv:C:K" has weights (C, C_in, K, K) (torch layout, valid convolution,
+stride 1) and one threshold per feature map, stored as (C, 1, 1) so it broadcasts over the map;
+"pool:K" is K x K average pooling (window = stride = K) of the spikes feeding the next layer, which
+has no parameters of its own. The flat input channel c is the pixel (p, y, x) with
+c = (p H + y) W + x (MNIST: 1 x 28 x 28; N-MNIST: 2 x 34 x 34, data/events.py).
+
 Files are safetensors (tensors only) with a JSON header: loading never executes code.
 """
 
@@ -14,6 +22,7 @@ from __future__ import annotations
 import json
 import os
 import tempfile
+import math
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -23,15 +32,92 @@ from snnbp.errors import ConfigError, DataError
 from snnbp.neuron import NeuronParams, init_thresholds, init_weight_bound, init_weights
 
 
+@dataclass(frozen=True)
+class LayerSpec:
+    """One entry of a layered network: "conv:C:K" (C maps, K x K kernel) or "fc:N", with the K x K
+    average pooling of its input that a preceding "pool:K" entry asks for (pool = 1: none)."""
+
+    kind: str  # "conv" | "fc"
+    size: int  # conv: output channels C; fc: neurons N
+    kernel: int = 0  # conv only
+    pool: int = 1
+
+    def __str__(self) -> str:
+        body = f"conv:{self.size}:{self.kernel}" if self.kind == "conv" else f"fc:{self.size}"
+        return (f"pool:{self.pool}," if self.pool > 1 else "") + body
+
+
+def parse_layers(items: list[str], key: str = "model.layers") -> list[LayerSpec]:
+    """["conv:20:5", "pool:2", ..., "fc:10"] -> one LayerSpec per spiking (conv/fc) layer.
+
+    A "pool:K" entry is folded into the layer after it. Errors name the entry (key[i]).
+    """
+    specs: list[LayerSpec] = []
+    pool = 1
+    for i, item in enumerate(items):
+        parts = str(item).strip().lower().split(":")
+        try:
+            nums = [int(p) for p in parts[1:]]
+        except ValueError:
+            nums = []
+        ok = (parts[0] == "conv" and len(nums) == 2) or (parts[0] in ("fc", "pool") and len(nums) == 1)
+        if not ok or any(n < 1 for n in nums):
+            raise ConfigError(f"{key}[{i}] = {item!r} is not a layer; use 'conv:CHANNELS:KERNEL', 'pool:K' or 'fc:N' "
+                              "with positive integers")
+        if parts[0] == "pool":
+            if pool > 1:
+                raise ConfigError(f"{key}[{i}]: two pool entries in a row; merge them into one pool:K")
+            pool = nums[0]
+            continue
+        specs.append(LayerSpec(parts[0], nums[0], nums[1] if parts[0] == "conv" else 0, pool))
+        pool = 1
+    if pool > 1:
+        raise ConfigError(f"{key} ends with a pool entry; a pool feeds the spiking layer after it")
+    if not specs or specs[-1].kind != "fc":
+        raise ConfigError(f"{key} must end with the fully connected output layer, e.g. 'fc:10'")
+    return specs
+
+
+def is_spatial(items: list[str] | None) -> bool:
+    """True when a layer list holds a conv or pool entry (such a network needs the dense engine)."""
+    return bool(items) and any(str(i).strip().lower().split(":")[0] in ("conv", "pool") for i in items)
+
+
+def layer_io_shapes(input_shape: tuple[int, ...], specs: list[LayerSpec]) -> list[tuple[tuple, tuple]]:
+    """(input shape after the layer's pooling, output shape) of every layer; ConfigError on a shape
+    that does not fit (pooling needs maps divisible by K; a kernel must fit in its input map)."""
+    cur = tuple(int(v) for v in input_shape)
+    out = []
+    for l, sp in enumerate(specs):
+        if sp.pool > 1:
+            if len(cur) != 3 or cur[1] % sp.pool or cur[2] % sp.pool:
+                raise ConfigError(f"layer {l} ({sp}): pool:{sp.pool} needs a (C, H, W) map with H and W divisible by "
+                                  f"{sp.pool}, got {cur}; change the kernel sizes or the pool size")
+            cur = (cur[0], cur[1] // sp.pool, cur[2] // sp.pool)
+        if sp.kind == "conv":
+            if len(cur) != 3 or sp.kernel > min(cur[1], cur[2]):
+                raise ConfigError(f"layer {l} ({sp}): a {sp.kernel}x{sp.kernel} kernel needs a (C, H, W) input of at "
+                                  f"least that size, got {cur}")
+            nxt = (sp.size, cur[1] - sp.kernel + 1, cur[2] - sp.kernel + 1)
+        else:
+            nxt = (sp.size,)
+        out.append((cur, nxt))
+        cur = nxt
+    return out
+
+
 @dataclass
 class Network:
-    """Weights, thresholds and constants of a fully connected spiking network.
+    """Weights, thresholds and constants of a spiking network (fully connected unless ``layers``).
 
-    n_inputs:   number of input channels (784 for MNIST, 2312 for N-MNIST)
-    weights:    per layer, (M_l, N_l) float32, M_0 = n_inputs, M_l = N_{l-1}
-    thresholds: per layer, (N_l,) float32, V_th > 0
-    kappas:     per layer WTA strength (0 = no WTA)
-    floors:     per layer lower bound on V_th (method.md 4.4, threshold floor)
+    n_inputs:    number of input channels (784 for MNIST, 2312 for N-MNIST)
+    weights:     per layer, (M_l, N_l) float32, M_0 = n_inputs, M_l = N_{l-1};
+                 conv layers (C, C_in, K, K)
+    thresholds:  per layer, (N_l,) float32, V_th > 0; conv layers (C, 1, 1), one per feature map
+    kappas:      per layer WTA strength (0 = no WTA; conv: across the maps at each location)
+    floors:      per layer lower bound on V_th (method.md 4.4, threshold floor)
+    input_shape: (P, H, W) of the input channels, layered networks only
+    layers:      the layer list (module doc), or None for a fully connected network
     """
 
     n_inputs: int
@@ -40,22 +126,52 @@ class Network:
     kappas: list[float]
     floors: list[float]
     neuron: NeuronParams = field(default_factory=NeuronParams)
+    input_shape: tuple[int, ...] | None = None
+    layers: list[str] | None = None
 
     def __post_init__(self) -> None:
+        if self.input_shape is not None:
+            self.input_shape = tuple(int(v) for v in self.input_shape)
+        if self.layers is not None:
+            self.layers = [str(v) for v in self.layers]
         self.validate()
 
     @property
+    def specs(self) -> list[LayerSpec] | None:
+        return None if self.layers is None else parse_layers(self.layers, "network layers")
+
+    @property
+    def is_spatial(self) -> bool:
+        """Holds conv or pool layers: runs on the dense engine only."""
+        return self.layers is not None
+
+    @property
     def sizes(self) -> list[int]:
-        return [int(w.shape[1]) for w in self.weights]
+        """Neurons per layer (a conv layer: C x H' x W')."""
+        if self.layers is None:
+            return [int(w.shape[1]) for w in self.weights]
+        return [math.prod(o) for _, o in layer_io_shapes(self.input_shape, self.specs)]
 
     @property
     def n_layers(self) -> int:
         return len(self.weights)
 
+    def describe(self) -> str:
+        """784-800-10, or 1x28x28-20C5-P2-50C5-P2-200-10 for a layered network."""
+        if self.layers is None:
+            return f"{self.n_inputs}-" + "-".join(map(str, self.sizes))
+        parts = ["x".join(map(str, self.input_shape))]
+        for sp in self.specs:
+            parts += ([f"P{sp.pool}"] if sp.pool > 1 else []) + [f"{sp.size}C{sp.kernel}" if sp.kind == "conv" else str(sp.size)]
+        return "-".join(parts)
+
     def validate(self) -> None:
         fan_in = self.n_inputs
         if not (len(self.weights) == len(self.thresholds) == len(self.kappas) == len(self.floors)):
             raise ConfigError("network: weights, thresholds, kappas and floors need one entry per layer")
+        if self.layers is not None:
+            self._validate_layered()
+            return
         for l, (w, th, k) in enumerate(zip(self.weights, self.thresholds, self.kappas)):
             if w.ndim != 2 or w.shape[0] != fan_in:
                 raise ConfigError(f"layer {l}: weights have shape {w.shape}, expected ({fan_in}, N)")
@@ -64,6 +180,66 @@ class Network:
             if not (-1.0 <= k <= 0.0):
                 raise ConfigError(f"layer {l}: kappa={k} must lie in [-1, 0] (0 = no WTA)")
             fan_in = w.shape[1]
+
+    def _validate_layered(self) -> None:
+        if self.input_shape is None or len(self.input_shape) != 3 or math.prod(self.input_shape) != self.n_inputs:
+            raise ConfigError(f"network: input_shape {self.input_shape} must be (P, H, W) with P*H*W = n_inputs = "
+                              f"{self.n_inputs}; set model.input_shape, e.g. [1, 28, 28] for MNIST, [2, 34, 34] for N-MNIST")
+        specs = self.specs
+        if len(specs) != len(self.weights):
+            raise ConfigError(f"network: {len(specs)} spiking layers in {self.layers} but {len(self.weights)} weight arrays")
+        for l, (sp, (i, o), w, th, k) in enumerate(zip(specs, layer_io_shapes(self.input_shape, specs), self.weights,
+                                                       self.thresholds, self.kappas)):
+            want_w = (sp.size, i[0], sp.kernel, sp.kernel) if sp.kind == "conv" else (math.prod(i), sp.size)
+            want_t = (sp.size, 1, 1) if sp.kind == "conv" else (sp.size,)
+            if tuple(w.shape) != want_w:
+                raise ConfigError(f"layer {l} ({sp}): weights have shape {tuple(w.shape)}, expected {want_w}")
+            if tuple(th.shape) != want_t:
+                raise ConfigError(f"layer {l} ({sp}): thresholds have shape {tuple(th.shape)}, expected {want_t}")
+            if not (-1.0 <= k <= 0.0):
+                raise ConfigError(f"layer {l}: kappa={k} must lie in [-1, 0] (0 = no WTA)")
+
+    @staticmethod
+    def create_layered(
+        input_shape: tuple[int, ...],
+        layers: list[str],
+        kappas: list[float],
+        alpha: float | list[float] = 5.0,
+        floor_alpha: float = 1.0,
+        neuron: NeuronParams | None = None,
+        seed: int = 0,
+    ) -> "Network":
+        """The paper's initialization (eqs. 9-10) with M = the receptive field of a layer:
+        conv "conv:C:K" on C_in maps: M = C_in K^2; fc after (pooled) maps: M = C H W of its input.
+
+        W ~ U[+-sqrt(3/M)], V_th = alpha sqrt(3/M), floor = floor_alpha sqrt(3/M). A conv kernel is
+        drawn as the (M, C) matrix of ``init_weights`` (column i = filter i) and reshaped.
+        A list without conv/pool entries gives the plain fully connected network of ``create``.
+        """
+        specs = parse_layers(layers, "model.layers")
+        if len(kappas) != len(specs):
+            raise ConfigError(f"model.kappa has {len(kappas)} entries but model.layers has {len(specs)} conv/fc layers")
+        alphas = list(alpha) if isinstance(alpha, (list, tuple)) else [alpha]
+        alphas = alphas * len(specs) if len(alphas) == 1 else alphas
+        if len(alphas) != len(specs):
+            raise ConfigError(f"model.alpha has {len(alphas)} entries; give 1 or one per conv/fc layer ({len(specs)})")
+        n_inputs = math.prod(input_shape)
+        if not is_spatial(layers):
+            return Network.create(n_inputs, [sp.size for sp in specs], kappas, alphas, floor_alpha, neuron, seed)
+        rng = np.random.default_rng(seed)
+        weights, thresholds, floors = [], [], []
+        for sp, (i, _), a in zip(specs, layer_io_shapes(input_shape, specs), alphas):
+            if sp.kind == "conv":
+                m = i[0] * sp.kernel * sp.kernel
+                weights.append(np.ascontiguousarray(init_weights(m, sp.size, rng).T.reshape(sp.size, i[0], sp.kernel, sp.kernel)))
+                thresholds.append(init_thresholds(m, sp.size, a).reshape(sp.size, 1, 1))
+            else:
+                m = math.prod(i)
+                weights.append(init_weights(m, sp.size, rng))
+                thresholds.append(init_thresholds(m, sp.size, a))
+            floors.append(floor_alpha * init_weight_bound(m))
+        return Network(n_inputs, weights, thresholds, [float(k) for k in kappas], floors, neuron or NeuronParams(),
+                       tuple(input_shape), list(layers))
 
     @staticmethod
     def create(
@@ -105,18 +281,23 @@ class Network:
             list(self.kappas),
             list(self.floors),
             self.neuron,
+            self.input_shape,
+            None if self.layers is None else list(self.layers),
         )
 
     # ---- safe serialization ----------------------------------------------------------------
 
     def header(self) -> dict:
-        return {
+        h = {
             "n_inputs": self.n_inputs,
             "sizes": self.sizes,
             "kappas": self.kappas,
             "floors": self.floors,
             "neuron": asdict(self.neuron),
         }
+        if self.layers is not None:  # fully connected headers stay exactly as before
+            h.update(input_shape=list(self.input_shape), layers=list(self.layers))
+        return h
 
     def tensors(self) -> dict[str, np.ndarray]:
         out = {}
@@ -135,6 +316,8 @@ class Network:
             [float(k) for k in header["kappas"]],
             [float(f) for f in header["floors"]],
             NeuronParams(**header["neuron"]),
+            tuple(header["input_shape"]) if header.get("layers") is not None else None,
+            list(header["layers"]) if header.get("layers") is not None else None,
         )
 
 

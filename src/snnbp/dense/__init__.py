@@ -2,6 +2,7 @@
 
     frames.py            events -> time-grid input (bin_events, DenseInput), device/dt checks
     layers.py            SpikingLinear: the connectivity interface a layer provides (conv plugs in here)
+    conv.py              SpikingConv2d, SpikingPool2d: convolutional layers (layered Networks)
     engine.py            the step (one implementation for both rules), run_dense -> DenseForward
     lee2016_function.py  the paper's gradient rule as a torch.autograd.Function (Lee2016Rule)
     bptt.py              surrogate-gradient BPTT on the same network (SurrogateBPTT)

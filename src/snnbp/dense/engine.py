@@ -13,7 +13,8 @@ neuron i of a layer, with the step numbers of events/kernels.py:
   4. WTA:        V_i <- V_i + kappa V_th,i (n_s - s_i)                           (eq. 4)
   5. clip:       V_i <- max(V_i, -V_th,i)
   6. homeostasis (training only, method.md 4.4): V_th,i += rho N s_i - rho n_s, never below the
-                 floor; the refused decrement accumulates in ``unmet``.
+                 floor; the refused decrement accumulates in ``unmet`` (the layer's ``homeostasis``
+                 gives the change; a conv layer's is per feature map, dense/conv.py).
   traces (3.1): x_k <- x_k exp(-dt/tau) + s_k (inputs), a_i <- a_i exp(-dt/tau) + s_i (neurons),
                 read at each sample's t_end (dense/frames.py); counts_i += s_i.
 
@@ -59,7 +60,7 @@ class DenseForward:
     """What one presentation leaves behind; field names of events.engine.ForwardResult, torch tensors.
 
     x_in (B, M_0), traces per layer (B, N_l): traces at t_end; counts per layer (B, N_l) float32
-    holding integers (for BPTT counts[-1] carries the graph); dth, unmet per layer (B, N_l);
+    holding integers (for BPTT counts[-1] carries the graph); dth, unmet per layer (B, *V_th shape);
     synops (B,) float64 (event-engine synaptic operations: input events x N + WTA spikes x (N-1));
     readout_counts (B, R, N_L), readout_synops (B, R) at the readout times.
     """
@@ -94,13 +95,16 @@ class DenseForward:
 
 
 class _LayerState:
-    """Per-layer state, all (B, N): membrane, homeostatic threshold change, refused decrement,
-    time of last spike (ms, only when the refractory period is longer than dt), counts, traces."""
+    """Per-layer state, (B, N): membrane, time of last spike (ms, only when the refractory period is
+    longer than dt), counts, traces; (B, *threshold shape): homeostatic threshold change and refused
+    decrement (the same as (B, N) for a fully connected layer; (B, C, 1, 1) for a conv layer)."""
 
     def __init__(self, layer, B: int, device, track_refractory: bool):
         shape = (B, *layer.out_shape)
         z = lambda: torch.zeros(shape, device=device)  # noqa: E731
-        self.V, self.dth, self.unmet, self.counts, self.a, self.a_end = z(), z(), z(), z(), z(), z()
+        self.V, self.counts, self.a, self.a_end = z(), z(), z(), z()
+        th_shape = (B, *layer.threshold.shape)
+        self.dth, self.unmet = torch.zeros(th_shape, device=device), torch.zeros(th_shape, device=device)
         self.last = torch.full(shape, -math.inf, device=device) if track_refractory else None
 
 
@@ -124,10 +128,10 @@ def layer_step(layer, st: _LayerState, s_in: torch.Tensor, n_ev: torch.Tensor, t
         if st.last is not None:
             st.last = torch.where(sd > 0, torch.full_like(st.last, t_ms), st.last)
         if train and rho > 0.0:
-            n_s = layer.group_spikes(sd)
-            new = st.dth + rho * layer.group_size * sd - rho * n_s
+            inc, fired = layer.homeostasis(sd)  # FC: N s_i - n_s, n_s > 0
+            new = st.dth + rho * inc
             lowest = layer.floor - layer.threshold.detach()  # V_th + dth >= floor  <=>  dth >= floor - V_th
-            short = (lowest - new).clamp(min=0.0) * (n_s > 0)  # as events: only when something fired
+            short = (lowest - new).clamp(min=0.0) * fired  # as events: only when something fired
             st.unmet = st.unmet + short
             st.dth = new + short
     return s

@@ -14,14 +14,24 @@ clip, homeostasis (events/kernels.py steps 1-6). A layer owns only its *connecti
     ops_per_input_event   synaptic operations one input event costs (event engine: N)
     ops_per_wta_spike     operations one spike's lateral inhibition costs (event engine: N - 1)
 
+    homeostasis(s)        -> (change / rho, broadcastable to the threshold's batch shape (B, *th.shape);
+                              mask of the samples/groups where something fired) (method.md 4.4)
+
 and, for the paper's gradient rule (dense/lee2016_function.py, eqs. 11-12):
 
     backprop(delta)       (B, *out_shape) -> (B, *in_shape)   sum_j W[i, j] delta_j
     weight_grad(x, delta) (B, *in_shape), (B, *out_shape) -> weight-shaped sum_b x_b^T delta_b
+    active_fan_in(active) input mask (B, *in_shape) -> m, active synapses of each neuron,
+                          broadcastable to (B, *out_shape)
+    fan_in, neurons_per_field   M and N of eqs. 11-12
+    weight_matrix()       the weights as an (M, N) view, column i = neuron i's weight vector
+                          (eq. 13 regularizer, threshold-floor compensation)
 
 ``SpikingLinear`` is the fully connected layer of the paper (W[k, i]: input k -> neuron i, the
-layout of ``snnbp.model.Network``). A convolutional layer with the same neuron plugs in by
-implementing the same methods (conv2d / conv_transpose2d, WTA across channels per location).
+layout of ``snnbp.model.Network``). The convolutional layer with the same neuron (dense/conv.py)
+implements the same methods (conv2d / conv_transpose2d, WTA across channels per location).
+The threshold may have fewer entries than the layer has neurons (conv: one per feature map), so
+the engine's homeostatic state has the threshold's shape, not the neurons'.
 """
 
 from __future__ import annotations
@@ -67,6 +77,11 @@ class SpikingLinear(nn.Module):
         return self.weight.shape[0]
 
     @property
+    def neurons_per_field(self) -> int:
+        """N of eq. 12: every neuron of the layer sees the same M inputs."""
+        return self.weight.shape[1]
+
+    @property
     def group_size(self) -> int:
         return self.weight.shape[1]
 
@@ -88,7 +103,9 @@ class SpikingLinear(nn.Module):
         (what the event engine does) instead of B x M x N. Same sums, differentiable either way.
         On CUDA the dense matmul is used (no host synchronization per step).
         """
-        if s_in.device.type == "cpu" and s_in.ndim == 2:
+        if s_in.ndim > 2:  # spikes of a (pooled) conv map, flattened (c, y, x) as the weight rows
+            s_in = s_in.flatten(1)
+        if s_in.device.type == "cpu":
             idx = s_in.nonzero()
             if idx.shape[0] * SPARSE_RATIO < s_in.numel():
                 b, k = idx[:, 0], idx[:, 1]
@@ -108,6 +125,12 @@ class SpikingLinear(nn.Module):
         """(B, N) spikes of the other neurons of the group: n_s - s_i."""
         return self.group_spikes(s) - s
 
+    def homeostasis(self, s: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(N s_i - n_s (B, N), n_s > 0 (B, 1)): threshold change / rho of method.md 4.4, and where
+        it applies at all (as the event engine, only when something fired)."""
+        n_s = self.group_spikes(s)
+        return self.group_size * s - n_s, n_s > 0
+
     # ---- backward (gradient rule) ---------------------------------------------------------------
 
     def backprop(self, delta: torch.Tensor) -> torch.Tensor:
@@ -115,8 +138,15 @@ class SpikingLinear(nn.Module):
         return delta @ self.weight.detach().t()
 
     def weight_grad(self, x: torch.Tensor, delta: torch.Tensor) -> torch.Tensor:
-        """sum_b x_b^T delta_b -> (M, N); x already carries the per-sample sqrt(N/m) of eq. 12."""
-        return x.t() @ delta
+        """sum_b x_b^T delta_b -> (M, N); delta already carries the per-sample sqrt(N/m) of eq. 12."""
+        return x.flatten(1).t() @ delta
+
+    def active_fan_in(self, active: torch.Tensor) -> torch.Tensor:
+        """m (B, 1): active inputs of the sample, the same for every neuron of the layer."""
+        return active.flatten(1).sum(1, keepdim=True).to(torch.float32)
+
+    def weight_matrix(self) -> torch.Tensor:
+        return self.weight
 
     def extra_repr(self) -> str:
         return f"{self.weight.shape[0]} -> {self.weight.shape[1]}, kappa={self.kappa}, floor={self.floor:.4g}"

@@ -18,6 +18,11 @@ the gradients of every layer's W and V_th with exactly the equations of gradient
                              (sign: gradient descent raises V_th of an over-responding neuron)
   samples with m_b = 0 contribute nothing to that layer.
 
+Written per neuron so that a conv layer (dense/conv.py) runs the same code: m is the layer's
+``active_fan_in`` (FC: one m_b per sample; conv: m per receptive field, so eq. 11 reads
+sum_j W_ji sqrt(M / m_j) delta_j), M = ``fan_in``, N = ``neurons_per_field``, and a threshold
+shared by a feature map sums its neurons' terms (``sum_to_size``).
+
 ``normalize=False`` drops g / g_bar -> g and the sqrt factors (the plain chain rule of eq. 5).
 The weight regularizer (eq. 13) is an ordinary differentiable loss term (``exp_weight_regularizer``),
 added by the model for hidden layers; its autograd gradient is lambda beta W_i exp(beta(|W_i|^2 - 1)).
@@ -40,15 +45,15 @@ def max_normalize(counts: torch.Tensor) -> torch.Tensor:
 
 def _norm_gain(th: torch.Tensor, gamma: float, active: torch.Tensor, normalize: bool) -> torch.Tensor:
     """g_i / g_bar (B, N) of eq. 11 (g_bar: RMS over each sample's active neurons, all if none)."""
-    g = 1.0 / (gamma * th)  # (N,)
+    g = 1.0 / (gamma * th)  # threshold shape, broadcastable to a neuron (FC (N,), conv (C, 1, 1))
     if not normalize:
-        return g.expand(active.shape[0], -1)
+        return g.expand(active.shape)
     act = active.to(g.dtype)
-    n_act = act.sum(1, keepdim=True)
-    ms_active = (act * g * g).sum(1, keepdim=True) / n_act.clamp(min=1.0)
-    ms_all = (g * g).mean().expand_as(ms_active)
+    n_act = act.flatten(1).sum(1)
+    ms_active = (act * g * g).flatten(1).sum(1) / n_act.clamp(min=1.0)
+    ms_all = (g * g).mean().expand_as(ms_active)  # conv: every map has H'W' neurons, so = mean over neurons
     gbar = torch.sqrt(torch.where(n_act > 0, ms_active, ms_all))
-    return g / gbar
+    return g / gbar.view(-1, *([1] * (active.ndim - 1)))
 
 
 def lee2016_deltas(layers, counts: list[torch.Tensor], err: torch.Tensor, gamma: float, normalize: bool) -> list[torch.Tensor]:
@@ -63,12 +68,33 @@ def lee2016_deltas(layers, counts: list[torch.Tensor], err: torch.Tensor, gamma:
         n_act = active.flatten(1).sum(1)
         alive = alive & (n_act > 0)  # a silent layer stops the backward pass for that sample
         gain = _norm_gain(th[l], gamma, active, normalize)
-        back = layers[l + 1].backprop(deltas[l + 1])
-        if normalize:  # sqrt(M^(l+1) / m^(l+1)): layer l+1 has fan-in N_l, of which n_act are active
-            back = back * torch.sqrt(active[0].numel() / n_act.clamp(min=1).to(back.dtype)).unsqueeze(1)
-        keep = active & alive.unsqueeze(1)
+        back = backprop_deltas(layers[l + 1], deltas[l + 1], active, normalize)
+        keep = active & alive.view(-1, *([1] * (active.ndim - 1)))
         deltas[l] = torch.where(keep, gain * back, torch.zeros_like(back))
     return deltas
+
+
+def backprop_deltas(up, d_up: torch.Tensor, active: torch.Tensor, normalize: bool) -> torch.Tensor:
+    """sum_j W_ji sqrt(M / m_j) delta_j of eq. 11 for every input i of layer ``up`` (shape of
+    ``active``, the mask of the layer below): of the fan-in M of neuron j above, m_j are active."""
+    if normalize:
+        d_up = d_up * torch.sqrt(up.fan_in / up.active_fan_in(active).clamp(min=1.0))
+    return up.backprop(d_up).reshape(active.shape)
+
+
+def layer_gradients(layer, x: torch.Tensor, a: torch.Tensor, d: torch.Tensor, gamma: float, sigma: float,
+                    normalize: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
+    """(grad W, grad V_th) of eq. 12 for one layer from its input traces x, output traces a and deltas d."""
+    M, N = layer.fan_in, layer.neurons_per_field
+    m = layer.active_fan_in(x > 0).to(x.dtype)  # FC (B, 1); conv (B, 1, H', W')
+    has = m > 0
+    if normalize:
+        cw = torch.where(has, torch.sqrt(N / m.clamp(min=1.0)), torch.zeros_like(m))
+        cth = torch.where(has, torch.sqrt(N / (m.clamp(min=1.0) * M)), torch.zeros_like(m))
+    else:
+        cw = cth = has.to(x.dtype)
+    a_hat = gamma * a - sigma * layer.kappa * layer.peer_spikes(a)  # peer_spikes(a) = sum_{j != i} a_j
+    return layer.weight_grad(x, d * cw), -(cth * d * a_hat).sum_to_size(layer.threshold.shape)
 
 
 def lee2016_gradients(layers, res: DenseForward, err: torch.Tensor, gamma: float, sigma: float,
@@ -78,19 +104,9 @@ def lee2016_gradients(layers, res: DenseForward, err: torch.Tensor, gamma: float
     gw, gth = [], []
     for l, layer in enumerate(layers):
         x = res.x_in if l == 0 else res.traces[l - 1]
-        d = deltas[l]
-        M, N = x[0].numel(), d[0].numel()
-        m = (x > 0).flatten(1).sum(1).to(x.dtype)
-        has = m > 0
-        if normalize:
-            cw = torch.where(has, torch.sqrt(N / m.clamp(min=1.0)), torch.zeros_like(m))
-            cth = torch.where(has, torch.sqrt(N / (m.clamp(min=1.0) * M)), torch.zeros_like(m))
-        else:
-            cw = cth = has.to(x.dtype)
-        gw.append(layer.weight_grad(x * cw.unsqueeze(1), d))
-        a = res.traces[l]
-        a_hat = gamma * a - sigma * layer.kappa * layer.peer_spikes(a)  # peer_spikes(a) = sum_{j != i} a_j
-        gth.append(-(cth.unsqueeze(1) * d * a_hat).sum(0))
+        w, t = layer_gradients(layer, x, res.traces[l], deltas[l], gamma, sigma, normalize)
+        gw.append(w)
+        gth.append(t)
     return gw, gth
 
 
@@ -160,9 +176,18 @@ class Lee2016Rule:
 
 
 def exp_weight_regularizer(weight: torch.Tensor, lam: float, beta: float) -> torch.Tensor:
-    """sum_i 0.5 lambda exp(beta (sum_k W[k, i]^2 - 1)) (eq. 13); one neuron per column of W."""
+    """sum_i 0.5 lambda exp(beta (sum_k W[k, i]^2 - 1)) (eq. 13); one neuron per column of W.
+
+    Beyond z = beta (|W_i|^2 - 1) = EXP_CAP the exponential is continued linearly (value and slope
+    match at the cap): float32 exp overflows at z ~ 88, and an infinite gradient turns the weights
+    into NaN under any optimizer. Below the cap (|W_i|^2 < 4 at beta = 10) nothing changes.
+    """
     if lam <= 0.0:
         return weight.new_zeros(())
-    sq = (weight * weight).sum(0)
-    return 0.5 * lam * torch.exp(beta * (sq - 1.0)).sum()
+    z = beta * ((weight * weight).sum(0) - 1.0)
+    capped = z.clamp(max=EXP_CAP)
+    return 0.5 * lam * (torch.exp(capped) * (1.0 + (z - capped))).sum()
+
+
+EXP_CAP = 30.0  # exp(30) ~ 1e13: a huge but finite pull back towards |W_i|^2 ~ 1
 

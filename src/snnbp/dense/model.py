@@ -1,7 +1,9 @@
 """``DenseSNN``: a ``snnbp.model.Network`` as a torch module, run by the dense engine, trained by a rule object.
 
 The parameters are one ``nn.Parameter`` weight (M_l, N_l) and threshold (N_l,) per layer (in
-``SpikingLinear`` modules), so any torch optimizer and scheduler apply. The gradient rule is an
+``SpikingLinear`` modules; a layered network's conv layers hold (C, C_in, K, K) and (C, 1, 1) in
+``SpikingConv2d``, pooled inputs in ``SpikingPool2d``, dense/conv.py), so any torch optimizer and
+scheduler apply. The gradient rule is an
 object passed in, not a string switch:
 
     DenseSNN.from_network(net, dt_ms=1.0, rule=Lee2016Rule())                     # the paper (no BPTT)
@@ -33,9 +35,11 @@ from snnbp.neuron import NeuronParams
 class DenseSNN(nn.Module):
     """Spiking layers + neuron constants + time step + gradient rule."""
 
-    def __init__(self, n_inputs: int, layers: Sequence[nn.Module], neuron: NeuronParams, dt_ms: float = 1.0, rule=None):
+    def __init__(self, n_inputs: int, layers: Sequence[nn.Module], neuron: NeuronParams, dt_ms: float = 1.0, rule=None,
+                 layout: tuple | None = None):
         super().__init__()
         self.n_inputs = int(n_inputs)
+        self.layout = layout  # (input_shape, layers) of a layered Network, for to_network
         self.layers = nn.ModuleList(layers)
         self.neuron = neuron
         self.dt_ms = check_dt(dt_ms)
@@ -45,6 +49,11 @@ class DenseSNN(nn.Module):
 
     @staticmethod
     def from_network(net: Network, dt_ms: float = 1.0, rule=None, device="cpu") -> "DenseSNN":
+        if net.is_spatial:
+            from snnbp.dense.conv import build_layers
+
+            layout = (net.input_shape, list(net.layers))
+            return DenseSNN(net.n_inputs, build_layers(net), net.neuron, dt_ms, rule, layout).to(device)
         layers = [SpikingLinear(torch.from_numpy(w), torch.from_numpy(t), k, f)
                   for w, t, k, f in zip(net.weights, net.thresholds, net.kappas, net.floors)]
         return DenseSNN(net.n_inputs, layers, net.neuron, dt_ms, rule).to(device)
@@ -54,7 +63,8 @@ class DenseSNN(nn.Module):
         return Network(self.n_inputs,
                        [layer.weight.detach().cpu().numpy().astype(np.float32).copy() for layer in self.layers],
                        [layer.threshold.detach().cpu().numpy().astype(np.float32).copy() for layer in self.layers],
-                       [layer.kappa for layer in self.layers], [layer.floor for layer in self.layers], self.neuron)
+                       [layer.kappa for layer in self.layers], [layer.floor for layer in self.layers], self.neuron,
+                       *(self.layout or (None, None)))
 
     def write_to(self, net: Network) -> None:
         """Copy the parameters into ``net``'s arrays in place (views of them stay valid)."""
@@ -101,10 +111,11 @@ class DenseSNN(nn.Module):
         return run_dense(list(self.layers), self.as_input(x, t_end_ms), self.neuron, train=train, rho=rho, readout_ms=readout_ms)
 
     def regularizer(self, lam: float, beta: float) -> torch.Tensor:
-        """Eq. 13 summed over the hidden layers' neurons (the output layer gets none, method.md 3.8)."""
+        """Eq. 13 summed over the hidden layers' neurons (the output layer gets none, method.md 3.8);
+        a conv layer counts each filter once (``weight_matrix``: one column per shared weight vector)."""
         total = self.layers[0].weight.new_zeros(())
         for layer in list(self.layers)[:-1]:
-            total = total + exp_weight_regularizer(layer.weight, lam, beta)
+            total = total + exp_weight_regularizer(layer.weight_matrix(), lam, beta)
         return total
 
     def loss(self, out: torch.Tensor, labels, lam: float = 0.0, beta: float = 10.0,

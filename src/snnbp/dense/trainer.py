@@ -34,7 +34,8 @@ from snnbp.train.trainer import ChunkStats, _slice
 @torch.no_grad()
 def enforce_floor_(layer, unmet: torch.Tensor, compensate: bool) -> int:
     """Torch form of gradient.lee2016.enforce_floor on one layer: V_th >= floor, refused decrement
-    unmet (N,) (plus what the floor refuses now) added to every weight of the neuron."""
+    unmet (threshold shape) (plus what the floor refuses now) added to every weight of the neuron
+    (conv: of the feature map's filter)."""
     th = layer.threshold
     below = th < layer.floor
     u = unmet + torch.where(below, layer.floor - th, torch.zeros_like(th))
@@ -42,7 +43,7 @@ def enforce_floor_(layer, unmet: torch.Tensor, compensate: bool) -> int:
     if not compensate:
         return 0
     u = u.clamp(min=0.0)
-    layer.weight += u.unsqueeze(0)
+    layer.weight_matrix().add_(u.reshape(1, -1))  # (M, N) view: column i = neuron (filter) i
     return int((u > 0).sum())
 
 

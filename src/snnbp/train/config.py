@@ -25,6 +25,11 @@ class ModelConfig:
     """Network shape and neuron constants (method.md 2, 4.1, 5)."""
 
     hidden: list[int] = field(default_factory=lambda: [800])
+    # Layered network instead of hidden (then hidden = []): "conv:C:K", "pool:K", "fc:N" entries ending
+    # with the output "fc:10", e.g. ["conv:20:5", "pool:2", "conv:50:5", "pool:2", "fc:200", "fc:10"];
+    # conv/pool layers need train.engine = "dense" and model.input_shape (model.py, dense/conv.py).
+    layers: list[str] = field(default_factory=list)
+    input_shape: list[int] = field(default_factory=list)  # (P, H, W) of the input: [1, 28, 28] MNIST, [2, 34, 34] N-MNIST
     kappa: list[float] = field(default_factory=lambda: [-0.4, -1.0])  # per layer incl. output; 0 = no WTA
     alpha: list[float] = field(default_factory=lambda: [5.0])  # threshold init multiplier; one value or one per layer
     floor_alpha: float = 1.0  # threshold floor = floor_alpha * sqrt(3/M)
@@ -165,8 +170,32 @@ def load_config(path: str | Path | None = None, overrides: list[str] = (), base:
     return cfg
 
 
+def _validate_layers(cfg: Config) -> int:
+    """Number of conv/fc layers of model.layers; ConfigError for what can be checked without data."""
+    from snnbp.model import is_spatial, parse_layers
+
+    m = cfg.model
+    if m.hidden:
+        raise ConfigError(f"model.layers and model.hidden={m.hidden} both describe the network; "
+                          "set model.hidden = [] when model.layers is given")
+    specs = parse_layers(m.layers, "model.layers")
+    if specs[-1].size != 10:
+        raise ConfigError(f"model.layers ends with fc:{specs[-1].size}; the output layer must be fc:10 (10 classes)")
+    if is_spatial(m.layers):
+        if cfg.train.engine != "dense":
+            raise ConfigError("model.layers has conv/pool layers, which only the dense engine runs; "
+                              "add --set train.engine=dense")
+        if len(m.input_shape) != 3 or min(m.input_shape) < 1:
+            raise ConfigError(f"model.input_shape={m.input_shape} must be [P, H, W] for a conv network, "
+                              "e.g. [1, 28, 28] for MNIST or [2, 34, 34] for N-MNIST")
+    if len(m.kappa) != len(specs):
+        raise ConfigError(f"model.kappa needs {len(specs)} values (one per conv/fc entry of model.layers), "
+                          f"got {len(m.kappa)}")
+    return len(specs)
+
+
 def validate(cfg: Config) -> None:
-    n_layers = len(cfg.model.hidden) + 1
+    n_layers = _validate_layers(cfg) if cfg.model.layers else len(cfg.model.hidden) + 1
     if len(cfg.model.kappa) != n_layers:
         raise ConfigError(f"model.kappa needs {n_layers} values (hidden layers + output), got {len(cfg.model.kappa)}")
     if len(cfg.model.alpha) not in (1, n_layers):

@@ -11,6 +11,7 @@ Under torchrun (WORLD_SIZE > 1) ``run_context`` joins the process group (dense e
 
 from __future__ import annotations
 
+from snnbp.errors import ConfigError
 from snnbp.model import Network
 from snnbp.train.config import Config
 
@@ -33,8 +34,16 @@ def run_context(cfg: Config):
     return init_distributed(cfg.train.engine, cfg.train.device, cfg.optim.batch_size)
 
 
+def check_engine(engine: str, net: Network) -> None:
+    """A network with conv/pool layers runs on the dense engine only (the event engine is FC-only)."""
+    if engine != "dense" and net.is_spatial:
+        raise ConfigError(f"network {net.describe()} has conv/pool layers, which only the dense engine runs; "
+                          "add --set train.engine=dense")
+
+
 def make_trainer(cfg: Config, net: Network, dist=None):
     """EventTrainer or DenseTrainer for ``net``, as the config says."""
+    check_engine(cfg.train.engine, net)
     if cfg.train.engine == "dense":
         from snnbp.dense.trainer import DenseTrainer
 
@@ -56,6 +65,7 @@ def make_evaluator(cfg: Config, dist=None):
         engine = DenseEngine(cfg.train.dt_ms, device)
 
     def evaluator(net, source, **kw):
+        check_engine(cfg.train.engine, net)
         if dist is not None and dist.is_distributed:
             from snnbp.dense.distributed import sharded_evaluate
 

@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from snnbp.errors import ConfigError, TrainingDiverged
-from snnbp.model import Network
+from snnbp.model import Network, is_spatial, parse_layers
 from snnbp.neuron import NeuronParams
 from snnbp.train.checkpoint import FINAL, LAST, load_checkpoint, save_checkpoint
 from snnbp.train.config import Config, load_config, to_dict, to_toml
@@ -39,7 +39,14 @@ from snnbp.train.trainer import ChunkStats
 def build_network(cfg: Config, n_inputs: int) -> Network:
     m = cfg.model
     neuron = NeuronParams(tau_mp_ms=m.tau_mp_ms, t_ref_ms=m.t_ref_ms, gamma=m.gamma, sigma=m.sigma)
-    return Network.create(n_inputs, list(m.hidden) + [10], m.kappa, alpha=list(m.alpha),
+    if is_spatial(m.layers):  # conv/pool layers (dense engine): the input is a (P, H, W) map
+        if math.prod(m.input_shape) != n_inputs:
+            raise ConfigError(f"model.input_shape={m.input_shape} has {math.prod(m.input_shape)} channels but the data "
+                              f"has {n_inputs}; set model.input_shape to the data's [P, H, W]")
+        return Network.create_layered(tuple(m.input_shape), list(m.layers), m.kappa, alpha=list(m.alpha),
+                                      floor_alpha=m.floor_alpha, neuron=neuron, seed=m.seed)
+    sizes = [sp.size for sp in parse_layers(m.layers)] if m.layers else list(m.hidden) + [10]
+    return Network.create(n_inputs, sizes, m.kappa, alpha=list(m.alpha),
                           floor_alpha=m.floor_alpha, neuron=neuron, seed=m.seed)
 
 
@@ -72,8 +79,8 @@ def _check_health(net: Network, stats: ChunkStats, cfg: Config, presentation_ms:
     for l, (w, th) in enumerate(zip(net.weights, net.thresholds)):
         if not (np.isfinite(w).all() and np.isfinite(th).all()):
             return f"layer {l} has non-finite weights or thresholds"
-    rate = stats.spikes[:-1].sum() / max(1, stats.samples) / max(1, sum(cfg.model.hidden)) / (presentation_ms / 1000)
-    if len(cfg.model.hidden) and rate > cfg.train.max_rate_hz:
+    rate = stats.spikes[:-1].sum() / max(1, stats.samples) / max(1, sum(net.sizes[:-1])) / (presentation_ms / 1000)
+    if net.n_layers > 1 and rate > cfg.train.max_rate_hz:
         return f"mean hidden firing rate {rate:.0f} Hz exceeds train.max_rate_hz={cfg.train.max_rate_hz:.0f}"
     return None
 
@@ -119,7 +126,7 @@ def train(cfg: Config, out_dir: Path, resume: bool = False, progress_bar: bool =
     n_train = len(source.train_labels)
     tc, oc = cfg.train, cfg.optim
     metrics_path = out_dir / "metrics.jsonl"
-    log(f"data: {source.name}; {n_train} training / {len(source.test_labels)} test samples; network {net.n_inputs}-" + "-".join(map(str, net.sizes)))
+    log(f"data: {source.name}; {n_train} training / {len(source.test_labels)} test samples; network " + net.describe())
     last_eval = None
     stopped_early = False
     while prog.epoch < tc.epochs:
@@ -198,7 +205,7 @@ def summarize(out_dir: Path, cfg: Config, data_name: str, prog: Progress, last_e
     s = {
         "name": cfg.name,
         "data": data_name,
-        "network": f"{cfg.model.hidden}",
+        "network": f"{cfg.model.layers or cfg.model.hidden}",
         "epochs": prog.epoch,
         "samples_seen": prog.samples_seen,
         "train_wall_s": round(prog.train_wall_s, 1),
