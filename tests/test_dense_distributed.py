@@ -102,7 +102,8 @@ def test_inconsistent_launches_are_clear_errors():
 
 @pytest.mark.slow
 def test_torchrun_cli_two_processes_equal_one(tmp_path):
-    """`torchrun --nproc-per-node 2 -m snnbp train` vs `python -m snnbp train`: same model, one summary."""
+    """`torchrun --nproc-per-node 2 -m snnbp train` vs `python -m snnbp train`: same model, one summary;
+    a torchrun run stopped after epoch 1 and resumed under torchrun ends with the same model too."""
     from test_dense_trainer import _tiny_mnist
 
     _tiny_mnist(tmp_path / "data")
@@ -127,3 +128,16 @@ def test_torchrun_cli_two_processes_equal_one(tmp_path):
     for x, y in zip(a.weights + a.thresholds, b.weights + b.thresholds):
         assert np.abs(x - y).max() < 1e-5
     assert json.loads(summaries[0])["test_accuracy"] == json.loads(one.stdout.splitlines()[-1])["test_accuracy"]
+
+    # Resume under torchrun: 1 epoch, then --resume to 2 epochs (every rank reads rank 0's checkpoint).
+    torchrun = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "--master-port", "29534",
+                "-m", "snnbp", "train"]
+    part = subprocess.run([*torchrun, *args, "--set", "train.epochs=1", "--out", str(tmp_path / "three")],
+                          capture_output=True, text=True, env=env, timeout=600)
+    assert part.returncode == 0, part.stderr[-2000:]
+    res = subprocess.run([*torchrun, "--resume", str(tmp_path / "three"), "--set", "train.epochs=2"],
+                         capture_output=True, text=True, env=env, timeout=600)
+    assert res.returncode == 0, res.stderr[-2000:]
+    c, _ = load_network(tmp_path / "three" / "model.safetensors")
+    for x, y in zip(a.weights + a.thresholds, c.weights + c.thresholds):
+        assert np.abs(x - y).max() < 1e-5

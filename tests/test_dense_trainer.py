@@ -225,3 +225,24 @@ def test_train_loop_with_the_dense_engine(tmp_path):
     net, _ = load_network(tmp_path / "run" / "model.safetensors")
     ev = evaluate(net, make_source(cfg.data, cfg.train.seed), engine=DenseEngine(1.0), progress_bar=False)
     assert ev["test_accuracy"] == summary["test_accuracy"]
+
+
+def test_dense_resume_equals_uninterrupted_training(tmp_path):
+    """Stop after epoch 1, resume to epoch 2 (optimizer state from the checkpoint): same model as 2 epochs."""
+    from snnbp.model import load_network
+    from snnbp.train.loop import run_from_args
+
+    _tiny_mnist(tmp_path / "data")
+    sets = [f"data.root='{tmp_path / 'data'}'", "data.train_ms=20", "data.test_ms=40", "model.hidden=[16]",
+            "train.chunk=8", "optim.batch_size=4", "optim.name='adam'", "optim.lr_th_ratio=1.0",
+            "train.engine=dense", "train.dt_ms=1.0", "train.eval_last=1"]
+    whole = run_from_args(None, sets + ["train.epochs=2"], str(tmp_path / "whole"), None)
+    run_from_args(None, sets + ["train.epochs=1"], str(tmp_path / "parts"), None)
+    after_one, _ = load_network(tmp_path / "parts" / "model.safetensors")
+    resumed = run_from_args(None, ["train.epochs=2"], None, str(tmp_path / "parts"))
+    assert resumed["epochs"] == whole["epochs"] == 2 and resumed["samples_seen"] == whole["samples_seen"]
+    a, _ = load_network(tmp_path / "whole" / "model.safetensors")
+    b, _ = load_network(tmp_path / "parts" / "model.safetensors")
+    assert np.abs(b.weights[0] - after_one.weights[0]).max() > 1e-4  # the resumed leg did train epoch 2
+    for x, y in zip(a.weights + a.thresholds, b.weights + b.thresholds):
+        assert np.abs(x - y).max() < 1e-6
