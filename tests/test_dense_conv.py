@@ -204,12 +204,19 @@ def test_conv_training_updates_every_parameter_and_learns():
 def test_bptt_rule_runs_on_a_conv_network():
     from snnbp.dense.bptt import SurrogateBPTT
 
-    net = Network.create_layered((1, 10, 10), ["conv:4:3", "pool:2", "fc:10"], [0.0, -1.0], alpha=[2.0], seed=0)
+    net = Network.create_layered((1, 10, 10), ["conv:4:3", "pool:2", "fc:10"], [-0.4, -1.0], alpha=[1.0], seed=0)
     m = DenseSNN.from_network(net, rule=SurrogateBPTT())
     batch, labels = _bars(8, 2)
-    out, _ = m(batch, train=True, rho=1e-4)
+    out, res = m(batch, train=True, rho=1e-3)
     m.loss(out, labels, 0.01)[0].backward()
     assert all(torch.isfinite(p.grad).all() for p in m.parameters())
+    # The graph-keeping step (BPTT) and the in-place step (no graph: the paper's rule) are one forward
+    # pass: same spikes, traces and homeostasis in every layer, WTA and pooling included.
+    _, ref = DenseSNN.from_network(net)(batch, train=True, rho=1e-3)
+    assert sum(float(c.sum()) for c in ref.counts[:-1]) > 0  # the comparison sees activity
+    for name in ("counts", "traces", "dth"):
+        for a, b in zip(getattr(res, name), getattr(ref, name)):
+            assert torch.equal(a.detach(), b.detach()), name
 
 
 def test_train_loop_conv_preset_shape(tmp_path):

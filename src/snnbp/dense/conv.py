@@ -205,8 +205,20 @@ class SpikingPool2d(nn.Module):
         self._pooled = pooled
 
     def pool(self, t: torch.Tensor) -> torch.Tensor:
-        """(B, C, H, W) or flat -> (B, C, H/K, W/K) window means."""
-        return F.avg_pool2d(_as_map(t, self._in_shape, "SpikingPool2d input"), self.k)
+        """(B, C, H, W) or flat -> (B, C, H/K, W/K) window means.
+
+        Summed from the K^2 strided views (t[..., i::K, j::K]) rather than F.avg_pool2d: the same
+        means, but on the CPU avg_pool2d of an NCHW map was 2-5x slower (benchmarks/README.md,
+        "pooling"), and pooling runs once per layer per time step.
+        """
+        m = _as_map(t, self._in_shape, "SpikingPool2d input")
+        k = self.k
+        out = m[:, :, 0::k, 0::k].clone()
+        for i in range(k):
+            for j in range(k):
+                if i or j:
+                    out += m[:, :, i::k, j::k]
+        return out.mul_(1.0 / (k * k))
 
     def _pool_step(self, s_in: torch.Tensor) -> torch.Tensor:
         # The engine calls synaptic_input and received with the same spikes in each step: pool once.
