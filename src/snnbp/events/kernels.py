@@ -82,30 +82,33 @@ def _layer_event(W, j, t, V, th, state, last_spike, wdyn, refr, in_refr, a_val, 
         state[1] = n_refr
         return out_buf, n_out, 0
     # Step 3: spikes, reset by subtraction, traces, refractory bookkeeping.
-    n_s = 0
+    # The spikers' indices are collected branch-free (every i is written, the cursor advances only
+    # for a spiker), then handled one by one: a scan with a data-dependent branch per neuron cost
+    # several times the integration loop whenever any neuron fired (benchmarks/README.md).
+    if n_out + N > out_buf.shape[0]:
+        grown = np.empty(max(2 * out_buf.shape[0], n_out + N), dtype=out_buf.dtype)
+        grown[:n_out] = out_buf[:n_out]
+        out_buf = grown
+    first = n_out
     for i in range(N):
-        if V[i] >= th[i]:
-            if n_out >= out_buf.shape[0]:
-                grown = np.empty(2 * out_buf.shape[0], dtype=out_buf.dtype)
-                grown[: out_buf.shape[0]] = out_buf
-                out_buf = grown
-            out_buf[n_out] = i
-            n_out += 1
-            n_s += 1
-            V[i] -= gamma * th[i]
-            count[i] += 1
-            a_val[i] = a_val[i] * decay_factor(t - a_t[i], tau_us) + 1.0
-            a_t[i] = t
-            last_spike[i] = t
-            wdyn[i] = refractory_weight(0.0, tref_us, wd0)
-            if not in_refr[i] and tref_us > 0.0:
-                in_refr[i] = True
-                refr[n_refr] = i
-                n_refr += 1
+        out_buf[n_out] = i
+        n_out += np.int32(V[i] >= th[i])
+    n_s = n_out - first
+    for s in range(first, n_out):
+        i = out_buf[s]
+        V[i] -= gamma * th[i]
+        count[i] += 1
+        a_val[i] = a_val[i] * decay_factor(t - a_t[i], tau_us) + 1.0
+        a_t[i] = t
+        last_spike[i] = t
+        wdyn[i] = refractory_weight(0.0, tref_us, wd0)
+        if not in_refr[i] and tref_us > 0.0:
+            in_refr[i] = True
+            refr[n_refr] = i
+            n_refr += 1
     state[1] = n_refr
     # Step 4: winner-take-all inhibition, proportional to the inhibited neuron's threshold.
     if kappa != 0.0:
-        first = n_out - n_s
         # Spikers are inhibited by the n_s - 1 others only: remember their potential, then run one
         # vectorizable pass (inhibit by all n_s, clip = step 5) and redo the spikers exactly.
         keep = np.empty(n_s, np.float32)
@@ -127,12 +130,11 @@ def _layer_event(W, j, t, V, th, state, last_spike, wdyn, refr, in_refr, a_val, 
         for s in range(n_out - n_s, n_out):
             th[out_buf[s]] += up
         down = rho * n_s
-        for i in range(N):
+        for i in range(N):  # selects, not branches, so the loop vectorizes
             v = th[i] - down
-            if v < floor:
-                unmet[i] += floor - v
-                v = floor
-            th[i] = v
+            below = v < floor
+            unmet[i] += (floor - v) if below else 0.0
+            th[i] = floor if below else v
     return out_buf, n_out, n_s
 
 
