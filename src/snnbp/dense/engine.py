@@ -115,15 +115,17 @@ def layer_step(layer, st: _LayerState, s_in: torch.Tensor, n_ev: torch.Tensor, t
     Two forms of the same update: in place when no autograd graph is recorded (the paper's rule and
     evaluation: no per-step allocation of (B, N) temporaries, ~3x faster on the CPU for conv maps,
     benchmarks/README.md), with fresh tensors when it is (the BPTT variant needs every step's V).
-    tests/test_dense_trainer.py holds the two to the same forward pass.
+    tests/test_dense_trainer.py (fully connected) and tests/test_dense_conv.py (conv, WTA, homeostasis)
+    hold the two to the same forward pass.
     """
-    th = layer.threshold.detach() + st.dth  # sample-local thresholds; dth never carries a graph
+    graph = torch.is_grad_enabled()
+    # sample-local thresholds; dth never carries a graph (V_th does for BPTT)
+    th = (layer.threshold if graph else layer.threshold.detach()) + st.dth
     current = layer.synaptic_input(s_in)
     if st.last is not None:
         current = current * refractory_weight_tensor(t_ms - st.last, neuron.t_ref_ms, neuron.w_d0)
     received = layer.received(s_in, n_ev)
-    if torch.is_grad_enabled():
-        th = layer.threshold + st.dth
+    if graph:
         v = torch.maximum(st.V * decay + current, -th)
         s = spike_fn(v, th) * received
         v = v - neuron.gamma * th * (s.detach() if detach_reset else s)
