@@ -14,7 +14,7 @@ from snnbp.dense.lee2016_function import Lee2016Rule
 from snnbp.dense.model import DenseSNN
 from snnbp.dense.trainer import DenseEngine, DenseTrainer, enforce_floor_
 from snnbp.errors import ConfigError
-from snnbp.gradient.lee2016 import enforce_floor
+from snnbp.gradient.lee2016 import FLOOR_MODES, enforce_floor, floor_raise_per_unit
 from snnbp.model import Network
 from snnbp.neuron import NeuronParams
 from snnbp.train.config import OptimConfig, load_config
@@ -61,15 +61,18 @@ def test_sgd_step_equals_numba_rule_plus_sgd_plus_commit(floor_alpha):
     assert (res.unmet[0].max() > 0) == (floor_alpha > 1)
     gw = [np.zeros_like(w) for w in ref.weights]
     gth = [np.zeros_like(t) for t in ref.thresholds]
-    stats = np.zeros(4)
+    stats = np.zeros(5)
     batch_gradients(tuple(ref.weights), tuple(ref.thresholds), np.asarray(ref.kappas), np.array([True, False]),
                     res.x_in, tuple(res.traces), tuple(res.counts), labels, 1.0, 0.5, 0.01, 10.0, True,
                     tuple(gw), tuple(gth), tuple(np.zeros((4, n)) for n in ref.sizes), stats)
     for l in range(2):
         ref.weights[l] -= lr * gw[l]
         ref.thresholds[l] -= lr * 0.1 * gth[l]
-        ref.thresholds[l] += res.dth[l].mean(0)
-        enforce_floor(ref.weights[l], ref.thresholds[l], ref.floors[l], res.unmet[l].mean(0).astype(np.float64), True)
+        ref.thresholds[l] += res.dth[l].sum(0)  # homeostasis at per-sample strength: summed over the batch
+        x = res.x_in if l == 0 else res.traces[l - 1]
+        per_unit = floor_raise_per_unit(FLOOR_MODES["drive"], float(x.sum(1).mean()))
+        enforce_floor(ref.weights[l], ref.thresholds[l], ref.floors[l], res.unmet[l].sum(0).astype(np.float64),
+                      per_unit, np.ones(ref.sizes[l]), np.zeros(0))
         assert np.abs(net.weights[l] - ref.weights[l]).max() < 1e-5
         assert np.abs(net.thresholds[l] - ref.thresholds[l]).max() < 1e-5
     assert st.samples == 4 and st.loss == pytest.approx(stats[0], rel=1e-5) and st.correct == stats[2]
@@ -83,8 +86,8 @@ def test_torch_floor_equals_numba_floor():
     th = np.array([0.5, 0.1, 0.3, 0.05, 0.9], np.float32)
     unmet = np.array([0.0, 0.01, 0.0, 0.02, 0.0])
     layer = DenseSNN.from_network(Network(6, [W.copy()], [th.copy()], [0.0], [0.2])).layers[0]
-    enforce_floor_(layer, torch.from_numpy(unmet.astype(np.float32)), True)
-    enforce_floor(W, th, 0.2, unmet, True)
+    enforce_floor_(layer, torch.from_numpy(unmet.astype(np.float32)), 0.5)
+    enforce_floor(W, th, 0.2, unmet, 0.5, np.ones(5), np.zeros(0))
     assert np.allclose(layer.weight.detach().numpy(), W, atol=1e-7)
     assert np.allclose(layer.threshold.detach().numpy(), th)
 

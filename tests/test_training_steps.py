@@ -3,6 +3,8 @@ minibatch path (engine + batch_gradients + torch optimizer), and Adam wiring."""
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pytest
 
@@ -118,19 +120,78 @@ def test_regularizer_step_fused_vs_minibatch():
 
 
 def test_minibatch_of_identical_samples_equals_single_sample():
-    # batch_gradients averages per-sample gradients: B copies of one sample give that sample's step
-    # (homeostasis and unmet decrements are averaged as well).
+    # batch_gradients averages per-sample gradients: B copies of one sample give that sample's
+    # gradient step (rho = 0 here: homeostasis is summed, see the next test).
     one = _batch(n_samples=1)
     ch, t = one.sample(0)
     two = EventBatch.from_lists([ch, ch], [t, t], [one.t_end_us[0]] * 2)
     net_a, net_b = _net(), _net()
     tr_a = _minibatch_sgd_trainer(net_a)
     tr_b = EventTrainer(net_b, _cfg(batch_size=2))
-    tr_a.step_chunk(one, np.array([1]), 0.01, 1e-3)
-    tr_b.step_chunk(two, np.array([1, 1]), 0.01, 1e-3)
+    tr_a.step_chunk(one, np.array([1]), 0.01, 0.0)
+    tr_b.step_chunk(two, np.array([1, 1]), 0.01, 0.0)
     for l in range(net_a.n_layers):
         np.testing.assert_allclose(net_a.weights[l], net_b.weights[l], rtol=1e-6, atol=1e-7)
         np.testing.assert_allclose(net_a.thresholds[l], net_b.thresholds[l], rtol=1e-6, atol=1e-7)
+
+
+@pytest.mark.parametrize("name,batch_size", [("sgd", 3), ("adam", 3), ("sgd", 1)])
+def test_homeostasis_per_sample_strength_is_independent_of_batch_size(name, batch_size):
+    # Homeostasis is a per-sample rule (method.md 4.4): a batch of B samples commits the sum of the
+    # B samples' threshold changes, each simulated from the same starting thresholds. With lr = 0
+    # only homeostasis acts, so batch size 3 must move the thresholds by sum_b dth_b, where the
+    # old averaging moved them by a third of that.
+    batch, labels, rho = _batch(n_samples=3), np.array([0, 2, 1]), 2e-3
+    net, ref = _net(floor=0.0), _net(floor=0.0)
+    dth = run_events(ref, batch, train=True, rho=rho).dth
+    assert all(np.abs(d).sum() > 0 for d in dth), "test needs homeostasis in every layer"
+    EventTrainer(net, _cfg(name=name, batch_size=batch_size, lam=0.0, lr=1e-30)).step_chunk(
+        batch, labels, 0.0 if name == "sgd" else 1e-30, rho)
+    for l in range(net.n_layers):
+        if batch_size == 1:  # sequential: each sample starts from the previous one's thresholds
+            assert np.abs(net.thresholds[l] - ref.thresholds[l]).sum() > 0
+            continue
+        np.testing.assert_allclose(net.thresholds[l], ref.thresholds[l] + dth[l].sum(axis=0), atol=2e-6)
+
+
+def test_homeostasis_conserves_threshold_sum_with_units_held_at_the_floor():
+    # The floor refuses decrements of neurons sitting on it; the refused amount is taken from the
+    # neurons still above the floor, so the layer's threshold sum is unchanged (kernels._homeostasis).
+    # Without that the sum only climbs (the ratchet this test guards against).
+    batch = _batch(n_samples=4)
+    net = _net(floor=0.0)
+    net.thresholds[0][:] = [0.8, 1.0, 0.9, 1.1, 0.95, 0.85]
+    net.floors[0] = 0.9  # neurons 0, 2, 5 start on (or below) the floor: held there
+    net.thresholds[0][[0, 2, 5]] = 0.9
+    res = run_events(net, batch, train=True, rho=3e-3)
+    unmet = res.unmet[0]
+    assert unmet.sum() > 0, "test needs decrements refused by the floor"
+    for b in range(len(batch)):
+        if res.counts[0][b].sum() == 0:
+            continue
+        np.testing.assert_allclose(res.dth[0][b].sum(), 0.0, atol=1e-5)
+        assert np.all(net.thresholds[0] + res.dth[0][b] >= 0.9 - 1e-6)
+
+
+def test_regularizer_shrinks_weights_at_the_smallest_learning_rate_of_the_schedule():
+    # Paper schedule: lr 0.004 x exp(-200/35) = 1.3e-5 at epoch 200. With |w_i|^2 = 0.5, c_i =
+    # lam beta exp(-5) = 6.7e-4, so lr c_i ~ 1e-8 per sample: below float32 resolution near 1
+    # (6e-8), so a float32 factor 1 / (1 + lr c) is exactly 1. The fused step keeps the scale in
+    # float64 over a chunk and must shrink the weights by (1 + lr c)^-n after n samples.
+    n_samples, lr, lam = 400, 0.004 * math.exp(-200 / 35), 0.01
+    batch = _batch(n_samples=n_samples, n_events=30)
+    net = _net(floor=0.0)
+    net.weights[0] *= np.float32(math.sqrt(0.5) / np.sqrt((net.weights[0] ** 2).sum(0))).astype(np.float32)
+    w0 = net.weights[0].astype(np.float64).copy()
+    c, _ = weight_regularization(net.weights[0], lam, 10.0)
+    assert (lr * c).max() < 3e-8  # the regime where the float32 factor rounds to 1
+    # lr for the data gradient would swamp the effect; thresholds out of reach keep the net silent
+    for th in net.thresholds:
+        th[:] = 1e6
+    EventTrainer(net, _cfg(lam=lam, lr=lr)).step_chunk(batch, np.zeros(n_samples, np.int64), lr, 0.0)
+    shrink = net.weights[0].astype(np.float64) / w0
+    np.testing.assert_allclose(shrink, np.broadcast_to((1.0 + lr * c) ** -n_samples, shrink.shape), rtol=5e-8 * 20)
+    assert np.all(shrink < 1.0)
 
 
 def test_adam_updates_every_parameter():

@@ -270,7 +270,7 @@ def _event_net(sizes, tau_ms=20.0):
                           neuron=NeuronParams(tau_mp_ms=tau_ms), seed=0)
 
 
-def _event_trainer(net, engine: str, batch: int, floor_compensation: bool = True):
+def _event_trainer(net, engine: str, batch: int, floor_compensation: str = "drive"):
     from snnbp.train.config import OptimConfig
     from snnbp.train.trainer import EventTrainer
 
@@ -402,7 +402,7 @@ def _measure_nmnist(engine, sizes, n, batch, chunk, pool, pretrain, data, seed):
     from snnbp.events.engine import run_events
 
     net = _event_net(sizes, NMNIST_TAU_MS)
-    tr, cfg = _event_trainer(net, engine, batch, floor_compensation=False)
+    tr, cfg = _event_trainer(net, engine, batch, floor_compensation="none")
     if infer and pretrain:  # a briefly trained net (SGD on crops), so activity is not that of a fresh one
         pc, pt, plab, _ = nmnist_pool(min(pretrain, 300), "train", data, seed)
         if fold:

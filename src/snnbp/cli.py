@@ -28,9 +28,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     from snnbp import bench
     from snnbp.report import cli_report, cli_show
-    from snnbp.train import cli_train
+    from snnbp.train import cli_train, reproduce
 
     cli_train.register(sub)
+    reproduce.register(sub)
     bench.register(sub)
     cli_report.register(sub)
     cli_show.register(sub)

@@ -20,3 +20,7 @@ class DataError(SnnbpError):
 
 class TrainingDiverged(SnnbpError):
     """Training produced NaN or runaway activity; the last good checkpoint is kept."""
+
+
+class RunFinished(SnnbpError):
+    """``--resume`` was given a run that has already finished; it is left untouched."""

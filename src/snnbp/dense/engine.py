@@ -13,7 +13,8 @@ neuron i of a layer, with the step numbers of events/kernels.py:
   4. WTA:        V_i <- V_i + kappa V_th,i (n_s - s_i)                           (eq. 4)
   5. clip:       V_i <- max(V_i, -V_th,i)
   6. homeostasis (training only, method.md 4.4): V_th,i += rho N s_i - rho n_s, never below the
-                 floor; the refused decrement accumulates in ``unmet`` (the layer's ``homeostasis``
+                 floor, what the floor refuses taken from the others (zero sum, redistribute_refused);
+                 the refused decrement accumulates in ``unmet`` (the layer's ``homeostasis``
                  gives the change; a conv layer's is per feature map, dense/conv.py).
   traces (3.1): x_k <- x_k exp(-dt/tau) + s_k (inputs), a_i <- a_i exp(-dt/tau) + s_i (neurons),
                 read at each sample's t_end (dense/frames.py); counts_i += s_i.
@@ -154,8 +155,28 @@ def layer_step(layer, st: _LayerState, s_in: torch.Tensor, n_ev: torch.Tensor, t
             lowest = layer.floor - layer.threshold.detach()  # V_th + dth >= floor  <=>  dth >= floor - V_th
             short = (lowest - new).clamp(min=0.0) * fired  # as events: only when something fired
             st.unmet = st.unmet + short
-            st.dth = new + short
+            st.dth = redistribute_refused(new + short, lowest, short)
     return s
+
+
+def redistribute_refused(dth: torch.Tensor, lowest: torch.Tensor, refused: torch.Tensor, passes: int = 4) -> torch.Tensor:
+    """Take the decrement the floor refused from the group's thresholds still above it (zero sum).
+
+    dth (B, *th): threshold changes already clipped at the floor (dth >= lowest = floor - V_th);
+    refused (B, *th): what the clip refused. Water-filling as events.kernels._homeostasis: equal
+    shares over the neurons with room, capped at each one's distance to the floor, a few passes.
+    The group is the whole threshold tensor of a sample (a layer's neurons; a conv layer's maps).
+    """
+    B = dth.shape[0]
+    ones = (1,) * (dth.dim() - 1)
+    left = refused.flatten(1).sum(1)
+    for _ in range(passes):
+        room = (dth - lowest).clamp(min=0.0)
+        n_open = (room > 0).flatten(1).sum(1).clamp(min=1)
+        take = torch.minimum(room, (left / n_open).view(B, *ones))
+        dth = dth - take
+        left = (left - take.flatten(1).sum(1)).clamp(min=0.0)
+    return dth
 
 
 def simulate(layers: Sequence, inp: DenseInput, neuron: NeuronParams, *, train: bool = False, rho: float = 0.0,

@@ -7,9 +7,9 @@ Per global mini-batch of ``optim.batch_size`` samples of a chunk (same split as 
   2. loss = sum_b loss_b / B + eq. 13 regularizer of the hidden layers; backward; all-reduce
      (data parallel, dense/distributed.py); torch.optim SGD or Adam step (weights at lr, thresholds
      at lr * lr_th_ratio, the param groups of EventTrainer);
-  3. commit homeostasis: V_th += mean_b dth_b, then enforce the threshold floor with the mean
-     refused decrement (weights of a floored neuron raised by it when floor_compensation), i.e.
-     gradient.lee2016.enforce_floor, in torch.
+  3. commit homeostasis: V_th += sum_b dth_b (per-sample strength, as EventTrainer), then enforce
+     the threshold floor with the summed refused decrement (weights of a floored neuron raised as
+     optim.floor_compensation says), i.e. gradient.lee2016.enforce_floor, in torch.
 
 After each chunk the parameters are written into the Network's numpy arrays in place, so
 checkpoints, evaluation and the health checks of train/loop.py see the trained values.
@@ -25,6 +25,7 @@ from snnbp.dense.distributed import DistContext, context_from_env
 from snnbp.dense.frames import DenseInput, check_dt, resolve_device
 from snnbp.dense.lee2016_function import Lee2016Rule
 from snnbp.dense.model import DenseSNN
+from snnbp.gradient.lee2016 import FLOOR_MODES, floor_raise_per_unit
 from snnbp.errors import ConfigError
 from snnbp.model import Network
 from snnbp.train.config import OptimConfig
@@ -32,19 +33,30 @@ from snnbp.train.trainer import ChunkStats, _slice
 
 
 @torch.no_grad()
-def enforce_floor_(layer, unmet: torch.Tensor, compensate: bool) -> int:
-    """Torch form of gradient.lee2016.enforce_floor on one layer: V_th >= floor, refused decrement
-    unmet (threshold shape) (plus what the floor refuses now) added to every weight of the neuron
-    (conv: of the feature map's filter)."""
+def enforce_floor_(layer, unmet: torch.Tensor, raise_per_unit: float) -> int:
+    """Torch form of gradient.lee2016.enforce_floor on one layer: V_th >= floor; the refused
+    decrement unmet (threshold shape) (plus what the floor refuses now) times raise_per_unit is
+    added to every weight of the neuron (conv: of the feature map's filter)."""
     th = layer.threshold
     below = th < layer.floor
     u = unmet + torch.where(below, layer.floor - th, torch.zeros_like(th))
     th.copy_(torch.where(below, torch.full_like(th, layer.floor), th))
-    if not compensate:
+    if raise_per_unit <= 0.0:
         return 0
-    u = u.clamp(min=0.0)
+    u = u.clamp(min=0.0) * raise_per_unit
     layer.weight_matrix().add_(u.reshape(1, -1))  # (M, N) view: column i = neuron (filter) i
     return int((u > 0).sum())
+
+
+def receptive_input_sum(layer, x: torch.Tensor) -> float:
+    """Mean over samples of the input traces one neuron sees, sum_{k in its fan-in} x_k.
+
+    Fully connected: sum_k x_k. Conv: the patch of M = P K^2 inputs sees about M / (P H W) of the
+    map's total (the mean over locations), which is what the "drive" floor reading divides by.
+    """
+    x = x.flatten(1)
+    fan_in = layer.weight_matrix().shape[0]
+    return float(x.sum(1).mean()) * fan_in / x.shape[1]
 
 
 class DenseTrainer:
@@ -102,9 +114,11 @@ class DenseTrainer:
         model, c = self.model, self.cfg
         L = len(model.layers)
         self.optimizer.zero_grad(set_to_none=False)
-        stats = torch.zeros(4 + 3 * L, dtype=torch.float64, device=self.device)  # loss, reg, correct, synops, spikes, ...
+        # loss, reg, correct, synops, zero-error samples, input trace sums (L), spikes (L)
+        stats = torch.zeros(5 + 2 * L, dtype=torch.float64, device=self.device)
         dth = [torch.zeros_like(t) for t in self._th]
         unmet = [torch.zeros_like(t) for t in self._th]
+        unit_spikes = [torch.zeros(layer.out_shape, dtype=torch.float64, device=self.device) for layer in model.layers]
         with_reg = self.dist.is_main and c.lam > 0.0
         if batch is not None:
             inp = DenseInput.from_events(batch, model.n_inputs, self.dt_ms, self.device)
@@ -116,8 +130,12 @@ class DenseTrainer:
                 stats[0] = per_sample.detach().sum()
                 stats[2] = (res.predictions() == y).sum()
                 stats[3] = res.synops.sum()
-                for l in range(L):
-                    stats[4 + l] = res.counts[l].detach().sum()
+                stats[4] = (per_sample.detach() == 0).sum()
+                for l, layer in enumerate(model.layers):
+                    counts = res.counts[l].detach()
+                    stats[5 + l] = receptive_input_sum(layer, res.x_in if l == 0 else res.traces[l - 1]) * len(labels)
+                    stats[5 + L + l] = counts.sum()
+                    unit_spikes[l] += counts.sum(0)
                     dth[l] += res.dth[l].sum(0)
                     unmet[l] += res.unmet[l].sum(0)
         elif with_reg:
@@ -128,15 +146,18 @@ class DenseTrainer:
             if p.grad is None:  # first step on a rank whose shard was empty
                 p.grad = torch.zeros_like(p)
         grads = [p.grad for p in self._w + self._th]
-        self.dist.all_reduce_sum_(grads + dth + unmet + [stats])
+        self.dist.all_reduce_sum_(grads + dth + unmet + unit_spikes + [stats])
         self.optimizer.step()
-        for l, layer in enumerate(model.layers):
-            with torch.no_grad():
-                layer.threshold += dth[l] / n_global
-            enforce_floor_(layer, unmet[l] / n_global, c.floor_compensation)
         s = stats.cpu().numpy()
+        mode = FLOOR_MODES[c.floor_compensation]
+        for l, layer in enumerate(model.layers):
+            # Per-sample homeostasis at full strength: the batch's threshold changes are summed.
+            with torch.no_grad():
+                layer.threshold += dth[l]
+            enforce_floor_(layer, unmet[l], floor_raise_per_unit(mode, float(s[5 + l]) / n_global))
         return ChunkStats(n_global, float(s[0]), float(s[1]), int(round(s[2])), int(round(s[3])),
-                          np.round(s[4:4 + L]).astype(np.int64))
+                          np.round(s[5 + L:5 + 2 * L]).astype(np.int64), int(round(s[4])),
+                          [u.flatten().cpu().numpy().round().astype(np.int64) for u in unit_spikes])
 
     # ---- checkpoint support: the EventTrainer format (param ids 0..L-1 weights, L..2L-1 thresholds)
 

@@ -18,8 +18,9 @@ layer receives one event from source j at time t, every neuron i of the layer:
   5. clips:         V_i <- max(V_i, -V_th,i)
   6. training only, threshold homeostasis (4.4): if n_s > 0 neurons fired, each firing neuron's
      threshold rises by rho N and then every threshold of the layer drops by rho n_s; a threshold
-     never goes below the layer's floor (the unmet decrement is returned so the trainer can raise
-     that neuron's weights instead, see gradient.lee2016.enforce_floor).
+     never goes below the layer's floor: its refused decrement is taken from the neurons above the
+     floor (so the layer's sum is conserved) and returned as ``unmet`` so the trainer can raise that
+     neuron's weights instead (``_homeostasis``, gradient.lee2016.enforce_floor).
 
 Thresholds, resets and inhibition use the threshold in force when the spike happens; homeostasis
 acts on a sample-local copy of the thresholds, which the trainer commits after the sample.
@@ -42,11 +43,59 @@ from snnbp.neuron import decay_factor, refractory_weight
 
 
 @numba.njit(cache=True)
-def _layer_event(W, j, t, V, th, state, last_spike, wdyn, refr, in_refr, a_val, a_t, count,
+def _homeostasis(th, spikers, first, stop, rho, floor, unmet):
+    """Threshold homeostasis after one input event that made n_s = stop - first neurons fire (4.4).
+
+    Each firing neuron's threshold rises by rho N; then the layer gives back the same total,
+    rho n_s N, as a decrement of rho n_s per neuron. A neuron whose threshold would go below the
+    floor stops there; its refusal is added to ``unmet`` (the trainer turns it into a weight raise,
+    gradient.lee2016.enforce_floor) and is taken from the neurons still above the floor instead
+    (water-filling: equal extra shares, capped at each neuron's distance to the floor). So the sum
+    of the layer's thresholds is conserved unless every neuron sits at the floor. Without this
+    redistribution the floor breaks the zero sum and the thresholds ratchet upward (measured:
+    mean hidden V_th 0.19 -> 2.4 in 3 epochs, results/paper-protocol.md).
+    """
+    N = th.shape[0]
+    n_s = stop - first
+    up = rho * N
+    for s in range(first, stop):
+        th[spikers[s]] += up
+    down = np.float32(rho * n_s)
+    f32 = np.float32(floor)
+    refused = 0.0
+    n_open = 0
+    for i in range(N):  # selects, not branches, so the loop vectorizes
+        v = th[i] - down
+        below = v < f32
+        r = (f32 - v) if below else np.float32(0.0)
+        unmet[i] += r
+        refused += r
+        th[i] = f32 if below else v
+        n_open += np.int32(v > f32)
+    # Spread what the floor refused over the neurons still above it (a few passes at most).
+    for _ in range(16):
+        if refused <= 0.0 or n_open == 0:
+            break
+        share = np.float32(refused / n_open)
+        taken = 0.0
+        n_open = 0
+        for i in range(N):
+            room = th[i] - f32
+            d = share if share < room else (room if room > 0.0 else np.float32(0.0))
+            th[i] -= d
+            taken += d
+            n_open += np.int32(room - d > 0.0)
+        refused -= taken
+
+
+@numba.njit(cache=True)
+def _layer_event(W, j, t, V, th, state, last_spike, wdyn, cs, refr, in_refr, a_val, a_t, count,
                  kappa, floor, gamma, tau_us, tref_us, wd0, train, rho, unmet, out_buf, n_out):
     """One input event from source j at time t into one fully connected layer (steps 1-6 above).
 
     state[0] = time of the layer's last update (us), state[1] = number of neurons in ``refr``.
+    cs (N,) float32: column scale of W (the effective weight of synapse j -> i is W[j, i] cs[i]); it
+    is folded into the dynamic weight, wdyn[i] = w_dyn,i cs[i], so the integration loop is unchanged.
     Spiking neuron indices are appended to ``out_buf`` from position n_out; returns the new
     (out_buf, n_out, n_spikes). ``out_buf`` grows when full.
     """
@@ -59,7 +108,7 @@ def _layer_event(W, j, t, V, th, state, last_spike, wdyn, refr, in_refr, a_val, 
     while r < n_refr:
         i = refr[r]
         w = refractory_weight(t - last_spike[i], tref_us, wd0)
-        wdyn[i] = w
+        wdyn[i] = w * cs[i]
         if w >= 1.0:
             in_refr[i] = False
             n_refr -= 1
@@ -101,7 +150,7 @@ def _layer_event(W, j, t, V, th, state, last_spike, wdyn, refr, in_refr, a_val, 
         a_val[i] = a_val[i] * decay_factor(t - a_t[i], tau_us) + 1.0
         a_t[i] = t
         last_spike[i] = t
-        wdyn[i] = refractory_weight(0.0, tref_us, wd0)
+        wdyn[i] = refractory_weight(0.0, tref_us, wd0) * cs[i]
         if not in_refr[i] and tref_us > 0.0:
             in_refr[i] = True
             refr[n_refr] = i
@@ -126,15 +175,7 @@ def _layer_event(W, j, t, V, th, state, last_spike, wdyn, refr, in_refr, a_val, 
             V[i] = v if v > -th[i] else -th[i]
     # Step 6: threshold homeostasis (training only).
     if train and rho > 0.0:
-        up = rho * N
-        for s in range(n_out - n_s, n_out):
-            th[out_buf[s]] += up
-        down = rho * n_s
-        for i in range(N):  # selects, not branches, so the loop vectorizes
-            v = th[i] - down
-            below = v < floor
-            unmet[i] += (floor - v) if below else 0.0
-            th[i] = floor if below else v
+        _homeostasis(th, out_buf, n_out - n_s, n_out, rho, floor, unmet)
     return out_buf, n_out, n_s
 
 
@@ -152,13 +193,15 @@ def _log_spikes(spike_log, b, n, layer, buf, start, stop, t):
 
 
 @numba.njit(cache=True)
-def simulate_sample(weights, thresholds, kappas, floors, channels, times, t_end,
+def simulate_sample(weights, col_scales, thresholds, kappas, floors, channels, times, t_end,
                     tau_us, tref_us, wd0, gamma, train, rho, readout_times,
                     b, x_out, a_out, count_out, dth_out, unmet_out, readout_counts, readout_synops,
                     spike_log, n_logged):
     """Run one presentation; write sample b's row of every output array; return synaptic ops.
 
     weights:     tuple of (M_l, N_l) float32; thresholds: tuple of (N_l,) float32 (not modified)
+    col_scales:  tuple of (N_l,) float32: effective weights are weights[l] * col_scales[l] (columns);
+                 ones except inside the fused SGD step, which keeps the eq. 13 shrinkage lazily
     kappas, floors: (L,) float64
     channels:    (E,) int32 input channel per event; times: (E,) float64 us, non-decreasing
     t_end:       time (us) at which traces are read
@@ -176,7 +219,7 @@ def simulate_sample(weights, thresholds, kappas, floors, channels, times, t_end,
     V = [np.zeros(weights[l].shape[1], np.float32) for l in range(L)]
     th = [thresholds[l].copy() for l in range(L)]
     last_spike = [np.full(weights[l].shape[1], -1e300) for l in range(L)]
-    wdyn = [np.ones(weights[l].shape[1], np.float32) for l in range(L)]
+    wdyn = [col_scales[l].astype(np.float32) for l in range(L)]  # copy: w_dyn = 1 times the scale
     refr = [np.empty(weights[l].shape[1], np.int32) for l in range(L)]
     in_refr = [np.zeros(weights[l].shape[1], np.bool_) for l in range(L)]
     a_val = [np.zeros(weights[l].shape[1], np.float64) for l in range(L)]
@@ -187,6 +230,7 @@ def simulate_sample(weights, thresholds, kappas, floors, channels, times, t_end,
     bufs = [np.empty(max(16, weights[l].shape[1]), np.int32) for l in range(L)]
     W0, V0, th0, state0, last_spike0 = weights[0], V[0], th[0], state[0], last_spike[0]
     wdyn0, refr0, in_refr0, a_val0, a_t0 = wdyn[0], refr[0], in_refr[0], a_val[0], a_t[0]
+    cs0 = col_scales[0]
     count0, unmet0, buf0 = count[0], unmet[0], bufs[0]
     kappa0, floor0, N0 = kappas[0], floors[0], weights[0].shape[1]
     K = spike_log.shape[1]
@@ -211,7 +255,7 @@ def simulate_sample(weights, thresholds, kappas, floors, channels, times, t_end,
         # because taking an array out of a list costs reference counting on every event.
         synops += N0
         buf0, n_cur, n_s = _layer_event(
-            W0, k, t, V0, th0, state0, last_spike0, wdyn0, refr0, in_refr0, a_val0, a_t0, count0,
+            W0, k, t, V0, th0, state0, last_spike0, wdyn0, cs0, refr0, in_refr0, a_val0, a_t0, count0,
             kappa0, floor0, gamma, tau_us, tref_us, wd0, train, rho, unmet0, buf0, 0)
         if kappa0 != 0.0:
             synops += n_s * (N0 - 1)
@@ -227,7 +271,7 @@ def simulate_sample(weights, thresholds, kappas, floors, channels, times, t_end,
             for s in range(n_cur):
                 synops += N
                 buf, n_out, n_s = _layer_event(
-                    weights[l], cur[s], t, V[l], th[l], state[l], last_spike[l], wdyn[l], refr[l],
+                    weights[l], cur[s], t, V[l], th[l], state[l], last_spike[l], wdyn[l], col_scales[l], refr[l],
                     in_refr[l], a_val[l], a_t[l], count[l], kappas[l], floors[l], gamma, tau_us,
                     tref_us, wd0, train, rho, unmet[l], buf, n_out)
                 if kappas[l] != 0.0:
@@ -258,7 +302,7 @@ def simulate_sample(weights, thresholds, kappas, floors, channels, times, t_end,
 
 
 @numba.njit(cache=True, parallel=True)
-def simulate_batch(weights, thresholds, kappas, floors, channels, times, offsets, t_end,
+def simulate_batch(weights, col_scales, thresholds, kappas, floors, channels, times, offsets, t_end,
                    tau_us, tref_us, wd0, gamma, train, rho, readout_times,
                    x_out, a_out, count_out, dth_out, unmet_out, readout_counts, synops_out, readout_synops,
                    spike_log, n_logged):
@@ -267,6 +311,6 @@ def simulate_batch(weights, thresholds, kappas, floors, channels, times, offsets
     for b in numba.prange(B):
         s, e = offsets[b], offsets[b + 1]
         synops_out[b] = simulate_sample(
-            weights, thresholds, kappas, floors, channels[s:e], times[s:e], t_end[b],
+            weights, col_scales, thresholds, kappas, floors, channels[s:e], times[s:e], t_end[b],
             tau_us, tref_us, wd0, gamma, train, rho, readout_times,
             b, x_out, a_out, count_out, dth_out, unmet_out, readout_counts, readout_synops, spike_log, n_logged)

@@ -22,8 +22,18 @@ input traces x (x_in for layer 0, the previous layer's a otherwise):
   regularizer (eq. 13):        grad W[:, i] += lambda beta W[:, i] exp(beta (|W[:, i]|^2 - 1)),
                                hidden layers only, added once per optimizer step (method.md 10.11)
   threshold floor (4.4):       a threshold pushed below its floor f stays at f, and every weight of
-                               the neuron is raised by the refused decrement (our reading of "raise
-                               all weights by the same amount", method.md 10.8; UNCONFIRMED).
+                               the neuron is raised by u instead ("raise all weights by the same
+                               amount", method.md 10.8; the amount is not given). Our reading: u is
+                               the refused decrement D divided by the sample's summed input trace,
+                               u = D / sum_k x_k, so the drive sum_k w_k x_k rises by exactly D, the
+                               effect the refused threshold step would have had. Raising every weight
+                               by D itself ("weight", the literal reading) moves the drive by
+                               D sum_k x_k, 60-100x the refused step for MNIST (measured in
+                               docs/paper-readings.md).
+
+Column scales: the fused SGD step keeps the eq. 13 shrinkage lazily, W_eff[:, i] = W[:, i] cs_i, so it
+need not sweep the whole matrix per sample; functions taking ``col_scales`` / ``col_inv`` read and
+write the stored W accordingly (ones everywhere else).
 
 Deviation switch: ``normalize=False`` drops the g / g_bar and sqrt factors (plain chain rule of the
 transfer function), which is what the finite-difference tests compare against.
@@ -79,10 +89,10 @@ def _norm_gain(th, gamma, active, normalize):
 
 
 @numba.njit(cache=True)
-def sample_deltas(weights, thresholds, counts, b, label, gamma, normalize, deltas):
+def sample_deltas(weights, col_scales, thresholds, counts, b, label, gamma, normalize, deltas):
     """Fill ``deltas[l][b]`` (N_l,) for every layer of sample b (eq. 11); return the loss 0.5|o-y|^2.
 
-    counts: tuple of (B, N_l) int32 spike counts. Silent hidden neurons get delta 0 (only active
+    counts: tuple of (B, N_l) int32 spike counts; col_scales: tuple of (N_l,) (effective W = W cs). Silent hidden neurons get delta 0 (only active
     units enter the sums, method.md 2); every output neuron gets an error (method.md 10.4).
     """
     L = len(weights)
@@ -110,23 +120,26 @@ def sample_deltas(weights, thresholds, counts, b, label, gamma, normalize, delta
         # sqrt(M^(l+1) / m^(l+1)): layer l+1 has fan-in N_l of which n_act inputs are active.
         fan = math.sqrt(c.shape[0] / n_act) if normalize else 1.0
         W_up = weights[l + 1]
+        cs_up = col_scales[l + 1]
         d_up = deltas[l + 1][b]
         for i in range(c.shape[0]):
             if active[i]:
                 acc = 0.0
                 for j in range(d_up.shape[0]):
-                    acc += W_up[i, j] * d_up[j]
+                    acc += W_up[i, j] * cs_up[j] * d_up[j]
                 d[i] = gain[i] * fan * acc
     return loss
 
 
 @numba.njit(cache=True)
 def accumulate_sample_gradients(weights, grad_w, grad_th, x_in, traces, deltas, b, kappas,
-                                gamma, sigma, normalize, coef_w, coef_th):
+                                gamma, sigma, normalize, coef_w, coef_th, col_inv, sq_norms):
     """grad_w[l] += coef_w sqrt(N/m) outer(x, delta); grad_th[l] += coef_th (-sqrt(N/(mM)) delta a_hat).
 
     Only rows k with x_k > 0 are touched (work ~ active inputs x N, eq. 12). ``grad_w`` may be the
-    weights (and thresholds) themselves with coef = -learning rate: that is the per-sample SGD step.
+    weights (and thresholds) themselves with coef = -learning rate: that is the per-sample SGD step;
+    then col_inv[l] (N_l,) = 1 / column scale turns the effective step into one on the stored W,
+    and a non-empty sq_norms[l] (N_l,) float64 is kept equal to the stored columns' |W[:, i]|^2.
     """
     L = len(weights)
     for l in range(L):
@@ -144,13 +157,23 @@ def accumulate_sample_gradients(weights, grad_w, grad_th, x_in, traces, deltas, 
         d = deltas[l][b]
         a = traces[l][b]
         gW = grad_w[l]
+        dc = d * col_inv[l]
+        sq = sq_norms[l]
+        track = sq.shape[0] > 0
         for k in range(M):
             xk = x[k]
             if xk > 0.0:
                 s = coef_w * cw * xk
                 row = gW[k]
-                for i in range(N):
-                    row[i] += s * d[i]
+                if track:
+                    for i in range(N):
+                        old = row[i]
+                        new = old + np.float32(s * dc[i])
+                        row[i] = new
+                        sq[i] += np.float64(new) * new - np.float64(old) * old
+                else:
+                    for i in range(N):
+                        row[i] += s * dc[i]
         total_a = 0.0
         for i in range(N):
             total_a += a[i]
@@ -162,17 +185,21 @@ def accumulate_sample_gradients(weights, grad_w, grad_th, x_in, traces, deltas, 
 
 
 @numba.njit(cache=True)
-def weight_regularization(W, lam, beta):
-    """Per-neuron coefficient c_i = lambda beta exp(beta (|W[:, i]|^2 - 1)) (eq. 13) and the loss.
-
-    The gradient of L_w = 0.5 lambda exp(beta(|w_i|^2 - 1)) is c_i * W[:, i].
-    """
+def column_sq_norms(W):
+    """|W[:, i]|^2 per column (N,) float64 (row-major sweep)."""
     M, N = W.shape
     sq = np.zeros(N, np.float64)
     for k in range(M):
         row = W[k]
         for i in range(N):
-            sq[i] += row[i] * row[i]
+            sq[i] += np.float64(row[i]) * row[i]
+    return sq
+
+
+@numba.njit(cache=True)
+def regularization_from_norms(sq, lam, beta):
+    """c_i = lambda beta exp(beta (|w_i|^2 - 1)) (eq. 13) from squared norms sq (N,), and the loss."""
+    N = sq.shape[0]
     c = np.empty(N, np.float64)
     loss = 0.0
     for i in range(N):
@@ -180,6 +207,15 @@ def weight_regularization(W, lam, beta):
         c[i] = lam * beta * ex
         loss += 0.5 * lam * ex
     return c, loss
+
+
+@numba.njit(cache=True)
+def weight_regularization(W, lam, beta):
+    """Per-neuron coefficient c_i = lambda beta exp(beta (|W[:, i]|^2 - 1)) (eq. 13) and the loss.
+
+    The gradient of L_w = 0.5 lambda exp(beta(|w_i|^2 - 1)) is c_i * W[:, i].
+    """
+    return regularization_from_norms(column_sq_norms(W), lam, beta)
 
 
 @numba.njit(cache=True)
@@ -204,14 +240,17 @@ def add_scaled_columns(G, W, c, coef):
 
 
 @numba.njit(cache=True)
-def enforce_floor(W, th, floor, unmet, compensate):
-    """Keep V_th >= floor; with ``compensate``, raise the neuron's weights by each refused decrement.
+def enforce_floor(W, th, floor, unmet, raise_per_unit, col_inv, sq_norms):
+    """Keep V_th >= floor; raise the weights of neurons whose decrements the floor refused.
 
-    unmet (N,) holds decrements already refused (e.g. by homeostasis during the presentation);
-    thresholds now below the floor add theirs. W[:, i] += unmet_i: "all weights of that neuron are
-    raised by the same amount" (method.md 4.4), read literally. (A multiplicative rescaling, the
-    other reading, makes a silent neuron with mostly negative weights ever more negative; it ran
-    away in our tests.) Returns the number of neurons compensated.
+    unmet (N,) holds decrements already refused (by homeostasis during the presentation);
+    thresholds now below the floor add theirs. Every weight of neuron i is raised by
+    u_i = unmet_i * raise_per_unit ("all weights of that neuron are raised by the same amount",
+    method.md 4.4): raise_per_unit = 1 / sum_k x_k gives the drive-equivalent reading of the module
+    doc, 1 the literal one, 0 no compensation. col_inv (N,): 1 / column scale of the stored W (ones
+    unless lazily scaled); a non-empty sq_norms (N,) is updated to the stored columns' new norms.
+    (A multiplicative rescaling, the other reading, makes a silent neuron with mostly negative
+    weights ever more negative; it ran away in our tests.) Returns the number of neurons raised.
     """
     N = th.shape[0]
     u = np.zeros(N, np.float32)
@@ -221,8 +260,8 @@ def enforce_floor(W, th, floor, unmet, compensate):
         if th[i] < floor:
             ui += floor - th[i]
             th[i] = floor
-        if ui > 0.0 and compensate:
-            u[i] = ui
+        if ui > 0.0 and raise_per_unit > 0.0:
+            u[i] = ui * raise_per_unit * col_inv[i]
             n += 1
     if n > 0:
         M = W.shape[0]
@@ -230,4 +269,27 @@ def enforce_floor(W, th, floor, unmet, compensate):
             row = W[k]
             for i in range(N):
                 row[i] += u[i]
+        if sq_norms.shape[0] > 0:
+            for i in range(N):
+                if u[i] != 0.0:
+                    acc = 0.0
+                    for k in range(M):
+                        acc += np.float64(W[k, i]) * W[k, i]
+                    sq_norms[i] = acc
     return n
+
+
+FLOOR_MODES = {"none": 0, "drive": 1, "weight": 2}  # optim.floor_compensation -> code for compiled code
+
+
+@numba.njit(cache=True)
+def floor_raise_per_unit(mode: int, input_trace_sum: float) -> float:
+    """The factor u / D of ``enforce_floor`` for a FLOOR_MODES code.
+
+    drive (1): 1 / sum_k x_k (0 when the sample had no input); weight (2): 1 (literal); none (0): 0.
+    """
+    if mode == 1:
+        return 1.0 / input_trace_sum if input_trace_sum > 0.0 else 0.0
+    if mode == 2:
+        return 1.0
+    return 0.0

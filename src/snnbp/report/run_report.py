@@ -53,6 +53,9 @@ def write_report(run: str | Path) -> Path:
     plt.close(fig)
 
     figures = ["training.png"]
+    if any("health" in r for r in rows):
+        _health_figure(rows, out / "health.png", plt)
+        figures.append("health.png")
     lat = run / "latency.json"
     if lat.is_file():
         curve = json.loads(lat.read_text())["latency_curve"]
@@ -86,3 +89,31 @@ def write_report(run: str | Path) -> Path:
     lines += [""] + [f"![{f}]({f})" for f in figures]
     (out / "README.md").write_text("\n".join(lines) + "\n")
     return out
+
+
+def _health_figure(rows: list[dict], path: Path, plt) -> None:
+    """Per-layer health signals over epochs (metrics.health): thresholds, floor, dead units, weight norms."""
+    hr = [(r["epoch"], r["health"]) for r in rows if "health" in r]
+    ep = [e for e, _ in hr]
+    n_layers = len(hr[0][1]["layers"])
+    colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    fig, ax = plt.subplots(1, 4, figsize=(17, 3.6))
+    for l in range(n_layers):
+        c = colors[l % len(colors)]
+        get = lambda k: [h["layers"][l][k] for _, h in hr]  # noqa: E731
+        ax[0].plot(ep, get("th_mean"), "-", color=c, label=f"layer {l + 1} mean")
+        ax[0].fill_between(ep, get("th_min"), get("th_max"), color=c, alpha=0.15)
+        ax[1].plot(ep, [100 * v for v in get("at_floor")], "--", color=c, label=f"layer {l + 1} at floor")
+        ax[1].plot(ep, [100 * v for v in get("dead")], "-", color=c, label=f"layer {l + 1} dead")
+        ax[2].plot(ep, get("wnorm2_q50"), "-", color=c, label=f"layer {l + 1} median")
+        ax[2].fill_between(ep, get("wnorm2_q05"), get("wnorm2_q95"), color=c, alpha=0.15)
+    ax[3].plot(ep, [100 * h["zero_error_fraction"] for _, h in hr], ".-", color="black")
+    ax[0].set(xlabel="epoch", ylabel="V_th (min-max band)", title="thresholds", yscale="log")
+    ax[1].set(xlabel="epoch", ylabel="% of neurons", title="held at the floor / no training spike")
+    ax[2].set(xlabel="epoch", ylabel="|W_i|^2 (5-95 % band)", title="squared weight norms")
+    ax[3].set(xlabel="epoch", ylabel="% of training samples", title="samples with zero output error")
+    for a in ax[:3]:
+        a.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)

@@ -29,5 +29,5 @@ def load_checkpoint(path: Path) -> tuple[Network, dict, dict, dict, dict]:
     if "network" not in meta:
         raise DataError(f"{path} is not an snnbp checkpoint (no network header)")
     net = Network.from_parts(meta["network"], tensors)
-    optim = {k: v for k, v in tensors.items() if k.startswith("optim.")}
+    optim = {k: v for k, v in tensors.items() if k.startswith(("optim.", "partial."))}
     return net, optim, meta.get("optimizer", {}), meta.get("progress", {}), meta.get("config", {})

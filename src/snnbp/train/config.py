@@ -69,7 +69,9 @@ class OptimConfig:
     rho: float = 1e-4  # threshold homeostasis
     decay_per_epoch: float = math.exp(-1.0 / 35.0)  # lr and rho multiplied by this after each epoch
     normalize: bool = True  # error normalization of eq. 11-12
-    floor_compensation: bool = True  # a threshold held at its floor raises the neuron's weights instead (4.4)
+    # A threshold held at its floor raises the neuron's weights instead (4.4): "drive" by D / sum_k x_k
+    # (same effect on the drive as the refused decrement D), "weight" by D (literal), "none".
+    floor_compensation: str = "drive"
     adam_betas: list[float] = field(default_factory=lambda: [0.9, 0.999])
     adam_eps: float = 1e-8
 
@@ -117,10 +119,17 @@ def _check_type(key: str, value: Any, tp: Any) -> Any:
     return value
 
 
+# Values that older configs and checkpoints hold, mapped to today's meaning (key -> {old: new}).
+_LEGACY_VALUES = {"optim.floor_compensation": {True: "weight", False: "none"}}
+
+
 def _apply(obj: Any, data: dict, prefix: str = "") -> None:
     hints = typing.get_type_hints(type(obj))
     for key, value in data.items():
         full = f"{prefix}{key}"
+        legacy = _LEGACY_VALUES.get(full, {})
+        if isinstance(value, bool) and value in legacy:
+            value = legacy[value]
         if key not in hints:
             known = ", ".join(f"{prefix}{k}" for k in hints)
             raise ConfigError(f"unknown config key '{full}' (known keys: {known})")
@@ -200,6 +209,8 @@ def validate(cfg: Config) -> None:
         raise ConfigError(f"model.kappa needs {n_layers} values (hidden layers + output), got {len(cfg.model.kappa)}")
     if len(cfg.model.alpha) not in (1, n_layers):
         raise ConfigError(f"model.alpha needs 1 or {n_layers} values, got {len(cfg.model.alpha)}")
+    if cfg.optim.floor_compensation not in ("none", "drive", "weight"):
+        raise ConfigError(f"optim.floor_compensation must be 'drive', 'weight' or 'none', got '{cfg.optim.floor_compensation}'")
     if cfg.optim.name not in ("sgd", "adam"):
         raise ConfigError(f"optim.name must be 'sgd' or 'adam', got '{cfg.optim.name}'")
     if cfg.data.source not in ("mnist", "nmnist", "nmnist-synthetic", "fake"):

@@ -17,7 +17,10 @@ from snnbp.events.kernels import simulate_sample
 from snnbp.gradient.lee2016 import (
     accumulate_sample_gradients,
     add_scaled_columns,
+    column_sq_norms,
     enforce_floor,
+    floor_raise_per_unit,
+    regularization_from_norms,
     sample_deltas,
     scale_columns,
     weight_regularization,
@@ -34,48 +37,86 @@ def _argmax(c):
 
 
 @numba.njit(cache=True)
+def _input_trace_sum(x_s, a_s, l):
+    """sum_k x_k of layer l's input traces for the sample in row 0 (x_in for l = 0, else a^(l-1))."""
+    x = x_s[0] if l == 0 else a_s[l - 1][0]
+    acc = 0.0
+    for k in range(x.shape[0]):
+        acc += x[k]
+    return acc
+
+
+@numba.njit(cache=True)
 def sgd_per_sample(weights, thresholds, kappas, floors, reg_layers, channels, times, offsets, t_end, labels,
-                   tau_us, tref_us, wd0, gamma, sigma, rho, lr_w, lr_th, lam, beta, normalize, compensate,
-                   x_s, a_s, count_s, dth_s, unmet_s, delta_s, ro_counts, ro_synops, stats, spikes):
+                   tau_us, tref_us, wd0, gamma, sigma, rho, lr_w, lr_th, lam, beta, normalize, floor_mode,
+                   x_s, a_s, count_s, dth_s, unmet_s, delta_s, col_s64, col_s32, col_inv, sq_norms,
+                   ro_counts, ro_synops, stats, spikes, unit_spikes):
     """Train on every sample of a CSR chunk in order, updating weights/thresholds in place.
 
     Per sample (eqs. 11-13): deltas from the pre-update parameters; W <- W - lr (reg grad + data
-    grad) (the regularizer scaling is applied first, semi-implicitly; the data gradient does not
-    depend on W once deltas are known); V_th <- V_th + homeostasis - lr_th grad; floor enforced.
-    Scratch arrays have a leading dimension of 1. stats += [loss, reg_loss, correct, synops];
-    spikes[l] += spikes of layer l.
+    grad) (the regularizer step first, semi-implicitly; the data gradient does not depend on W once
+    deltas are known); V_th <- V_th + homeostasis - lr_th grad; floor enforced (floor_mode: a
+    gradient.lee2016.FLOOR_MODES code).
+
+    The regularizer's shrinkage W[:, i] / (1 + lr c_i) is kept as a per-column scale cs_i (float64)
+    while the chunk runs, with the stored columns' |W[:, i]|^2 kept up to date by the updates, so a
+    sample costs O(N) for it instead of two sweeps over the M x N matrix; the scale is folded into
+    W at the end of the chunk. Keeping it in float64 also keeps the tiny late-schedule shrinkage
+    (lr c ~ 1e-8, below float32 resolution) that an in-place float32 product rounds away.
+    Scratch arrays have a leading dimension of 1 (col_*: (N_l,) ones; sq_norms[l]: (N_l,) for
+    regularized layers, empty otherwise). stats += [loss, reg_loss, correct, synops, samples with
+    zero output error]; spikes[l] += spikes of layer l; unit_spikes[l] (N_l,) += spikes per neuron.
     """
     L = len(weights)
     B = offsets.shape[0] - 1
     no_readout = np.zeros(0)
     no_log = np.zeros((1, 0, 3))
     n_logged = np.zeros(1, np.int64)
+    for l in range(L):
+        if sq_norms[l].shape[0] > 0:
+            sq_norms[l][:] = column_sq_norms(weights[l])
     for b in range(B):
         s, e = offsets[b], offsets[b + 1]
-        synops = simulate_sample(weights, thresholds, kappas, floors, channels[s:e], times[s:e], t_end[b],
+        synops = simulate_sample(weights, col_s32, thresholds, kappas, floors, channels[s:e], times[s:e], t_end[b],
                                  tau_us, tref_us, wd0, gamma, True, rho, no_readout,
                                  0, x_s, a_s, count_s, dth_s, unmet_s, ro_counts, ro_synops, no_log, n_logged)
         label = labels[b]
-        loss = sample_deltas(weights, thresholds, count_s, 0, label, gamma, normalize, delta_s)
+        loss = sample_deltas(weights, col_s64, thresholds, count_s, 0, label, gamma, normalize, delta_s)
         stats[0] += loss
         stats[2] += 1.0 if _argmax(count_s[L - 1][0]) == label else 0.0
         stats[3] += synops
+        stats[4] += 1.0 if loss == 0.0 else 0.0
         for l in range(L):
-            spikes[l] += count_s[l][0].sum()
+            c_l = count_s[l][0]
+            spikes[l] += c_l.sum()
+            u_l = unit_spikes[l]
+            for i in range(c_l.shape[0]):
+                u_l[i] += c_l[i]
         for l in range(L):
             if reg_layers[l] and lam > 0.0:
-                c, rl = weight_regularization(weights[l], lam, beta)
+                cs, sq = col_s64[l], sq_norms[l]
+                c, rl = regularization_from_norms(sq * cs * cs, lam, beta)
                 stats[1] += rl
                 # Semi-implicit step W_i / (1 + lr c_i) instead of W_i (1 - lr c_i): equal to first
                 # order, but it can never flip the sign of a weight vector when lr c_i > 1, which the
                 # exponential growth of c_i (eq. 13) otherwise makes a runaway (deviation, see README).
-                scale_columns(weights[l], (1.0 / (1.0 + lr_w * c)).astype(np.float32))
+                for i in range(cs.shape[0]):
+                    cs[i] /= 1.0 + lr_w * c[i]
+                    col_s32[l][i] = np.float32(cs[i])
+                    col_inv[l][i] = 1.0 / cs[i]
         accumulate_sample_gradients(weights, weights, thresholds, x_s, a_s, delta_s, 0, kappas,
-                                    gamma, sigma, normalize, -lr_w, -lr_th)
+                                    gamma, sigma, normalize, -lr_w, -lr_th, col_inv, sq_norms)
         for l in range(L):
             th = thresholds[l]
             th += dth_s[l][0]
-            enforce_floor(weights[l], th, floors[l], unmet_s[l][0], compensate)
+            per_unit = floor_raise_per_unit(floor_mode, _input_trace_sum(x_s, a_s, l))
+            enforce_floor(weights[l], th, floors[l], unmet_s[l][0], per_unit, col_inv[l], sq_norms[l])
+    for l in range(L):
+        if reg_layers[l] and lam > 0.0:
+            scale_columns(weights[l], col_s32[l])
+            col_s64[l][:] = 1.0
+            col_s32[l][:] = 1.0
+            col_inv[l][:] = 1.0
 
 
 @numba.njit(cache=True)
@@ -84,19 +125,23 @@ def batch_gradients(weights, thresholds, kappas, reg_layers, x_in, traces, count
     """Average the per-sample gradients of a simulated batch into grad_w / grad_th (zeroed here).
 
     The regularizer gradient depends only on W, so it is added once (same as averaging it B times).
-    stats += [loss, reg_loss, correct, 0].
+    stats += [loss, reg_loss, correct, 0, samples with zero output error].
     """
     L = len(weights)
     B = labels.shape[0]
+    ones = [np.ones(weights[l].shape[1], np.float64) for l in range(L)]
+    no_sq = [np.zeros(0, np.float64) for l in range(L)]
     for l in range(L):
         grad_w[l][:] = 0.0
         grad_th[l][:] = 0.0
     inv = 1.0 / B
     for b in range(B):
-        stats[0] += sample_deltas(weights, thresholds, counts, b, labels[b], gamma, normalize, deltas)
+        loss = sample_deltas(weights, ones, thresholds, counts, b, labels[b], gamma, normalize, deltas)
+        stats[0] += loss
         stats[2] += 1.0 if _argmax(counts[L - 1][b]) == labels[b] else 0.0
+        stats[4] += 1.0 if loss == 0.0 else 0.0
         accumulate_sample_gradients(weights, grad_w, grad_th, x_in, traces, deltas, b, kappas,
-                                    gamma, sigma, normalize, inv, inv)
+                                    gamma, sigma, normalize, inv, inv, ones, no_sq)
     for l in range(L):
         if reg_layers[l] and lam > 0.0:
             c, rl = weight_regularization(weights[l], lam, beta)

@@ -10,6 +10,14 @@ Run directory layout (design.md, Command line):
 Schedules (method.md 5): lr and rho are multiplied by ``decay_per_epoch`` after every epoch; the first
 epoch may use longer warm-up presentations. Divergence (NaN, runaway firing) stops training with a
 TrainingDiverged error and leaves the last good checkpoint in place.
+
+Resume is exact: every draw is a pure function of (seed, epoch, sample), chunks start at multiples
+of ``train.chunk`` within an epoch, and an interrupted epoch's running statistics travel in the
+checkpoint, so a run stopped (Ctrl-C, kill -9) and resumed writes the same metrics as one never
+stopped. metrics.jsonl lines beyond the checkpoint's progress (written just before a kill) are
+dropped on resume, so no epoch is recorded twice. A finished run (summary.json written) is never
+resumed unless an override extends it (a larger train.epochs or train.max_minutes); the network's
+shape (model.*) cannot change on resume.
 """
 
 from __future__ import annotations
@@ -26,13 +34,14 @@ from pathlib import Path
 
 import numpy as np
 
-from snnbp.errors import ConfigError, TrainingDiverged
+from snnbp.errors import ConfigError, RunFinished, TrainingDiverged
 from snnbp.model import Network, is_spatial, parse_layers
 from snnbp.neuron import NeuronParams
 from snnbp.train.checkpoint import FINAL, LAST, load_checkpoint, save_checkpoint
 from snnbp.train.config import Config, load_config, to_dict, to_toml
 from snnbp.train.engines import make_evaluator, make_trainer, run_context
 from snnbp.train.sources import make_source
+from snnbp.metrics.health import epoch_health
 from snnbp.train.trainer import ChunkStats
 
 
@@ -73,6 +82,19 @@ class Progress:
     next_sample: int = 0  # position within the epoch's order
     train_wall_s: float = 0.0
     samples_seen: int = 0
+    partial: dict | None = None  # running statistics of the interrupted epoch (ChunkStats.to_dict)
+
+
+def _drop_unfinished_rows(metrics_path: Path, done_epochs: int) -> None:
+    """Keep only metrics lines of epochs the checkpoint has completed (atomic rewrite)."""
+    if not metrics_path.is_file():
+        return
+    lines = [l for l in metrics_path.read_text().splitlines() if l.strip()]
+    keep = [l for l in lines if json.loads(l)["epoch"] <= done_epochs]
+    if len(keep) != len(lines):
+        tmp = metrics_path.with_suffix(".jsonl.tmp")
+        tmp.write_text("".join(l + "\n" for l in keep))
+        os.replace(tmp, metrics_path)
 
 
 def _check_health(net: Network, stats: ChunkStats, cfg: Config, presentation_ms: float) -> str | None:
@@ -98,12 +120,15 @@ def train(cfg: Config, out_dir: Path, resume: bool = False, progress_bar: bool =
     evaluate = make_evaluator(cfg, dist)
     source = make_source(cfg.data, cfg.train.seed)
     prog = Progress()
+    metrics_path = out_dir / "metrics.jsonl"
     if resume:
         ckpt = out_dir / LAST
         net, opt_t, opt_m, p, _ = load_checkpoint(ckpt)
         prog = Progress(**p)
         trainer = make_trainer(cfg, net, dist)
         trainer.load_state_tensors(opt_t, opt_m)
+        if is_main:
+            _drop_unfinished_rows(metrics_path, prog.epoch)
         log(f"resuming {out_dir} at epoch {prog.epoch + 1}, sample {prog.next_sample}")
     else:
         if (out_dir / LAST).exists():
@@ -117,15 +142,18 @@ def train(cfg: Config, out_dir: Path, resume: bool = False, progress_bar: bool =
         (out_dir / "config.toml").write_text(to_toml(cfg))
     cfg_dict = to_dict(cfg)
 
-    def checkpoint() -> None:
+    def checkpoint(partial: ChunkStats | None = None) -> None:
         if not is_main:
             return
         t, m = trainer.state_tensors()
+        prog.partial = None
+        if partial is not None:
+            prog.partial, unit = partial.to_dict()
+            t = {**t, **{f"partial.unit_spikes.{l}": u for l, u in enumerate(unit)}}
         save_checkpoint(out_dir / LAST, net, t, m, prog.__dict__, cfg_dict)
 
     n_train = len(source.train_labels)
     tc, oc = cfg.train, cfg.optim
-    metrics_path = out_dir / "metrics.jsonl"
     log(f"data: {source.name}; {n_train} training / {len(source.test_labels)} test samples; network " + net.describe())
     last_eval = None
     stopped_early = False
@@ -136,6 +164,9 @@ def train(cfg: Config, out_dir: Path, resume: bool = False, progress_bar: bool =
         pres_ms = tc.warmup_ms if (epoch == 0 and tc.warmup_ms > 0) else getattr(source, "train_ms", 0.0)
         order = np.random.default_rng([tc.seed, epoch]).permutation(n_train)
         total = None
+        if prog.partial is not None:  # the statistics of this epoch before the interruption
+            total = ChunkStats.from_dict(prog.partial, [opt_t[f"partial.unit_spikes.{l}"] for l in range(net.n_layers)])
+            prog.partial = None
         bar = tqdm(total=n_train, initial=prog.next_sample, desc=f"epoch {epoch + 1}/{tc.epochs}",
                    disable=not (progress_bar and sys.stderr.isatty()), unit="sample", leave=False)
         t_epoch = time.perf_counter()
@@ -159,7 +190,7 @@ def train(cfg: Config, out_dir: Path, resume: bool = False, progress_bar: bool =
                     break
         except KeyboardInterrupt:
             bar.close()
-            checkpoint()
+            checkpoint(total if prog.next_sample > 0 else None)
             log(f"interrupted; resumable checkpoint written: snnbp train --resume {out_dir}")
             raise
         bar.close()
@@ -169,7 +200,8 @@ def train(cfg: Config, out_dir: Path, resume: bool = False, progress_bar: bool =
         if total is not None:
             record.update(train_loss=total.loss / total.samples, train_accuracy=total.correct / total.samples,
                           train_samples=total.samples, train_synops_per_sample=total.synops / total.samples,
-                          train_spikes_per_layer=(total.spikes / total.samples).round(2).tolist())
+                          train_spikes_per_layer=(total.spikes / total.samples).round(2).tolist(),
+                          health=epoch_health(net, total.samples, total.unit_spikes, total.zero_error))
         is_last = epoch + 1 >= tc.epochs or stopped_early
         due = (epoch + 1) % max(1, tc.eval_every) == 0 or epoch + 1 > tc.epochs - tc.eval_last or is_last
         if due:
@@ -222,13 +254,31 @@ def summarize(out_dir: Path, cfg: Config, data_name: str, prog: Progress, last_e
     return s
 
 
+def _check_resume_overrides(saved: Config, cfg: Config) -> None:
+    """--resume may change the schedule's length, not the network: refuse model.* changes, naming the key."""
+    old, new = to_dict(saved)["model"], to_dict(cfg)["model"]
+    for key in old:
+        if old[key] != new[key]:
+            raise ConfigError(f"--resume cannot change model.{key} ({old[key]!r} -> {new[key]!r}): the network is "
+                              "loaded from the checkpoint; start a new run with --out to train another shape")
+
+
 def run_from_args(config_path: str | None, overrides: list[str], out: str | None, resume: str | None) -> dict:
     if resume:
         out_dir = Path(resume)
-        from snnbp.train.checkpoint import load_checkpoint as _lc
-
-        _, _, _, _, saved = _lc(out_dir / LAST)
-        cfg = load_config(None, overrides, base=saved)
+        if not (out_dir / LAST).is_file():
+            raise ConfigError(f"{out_dir} holds no resumable run ({LAST} is missing); check the path")
+        _, _, _, progress, saved_dict = load_checkpoint(out_dir / LAST)
+        saved = load_config(None, [], base=saved_dict)
+        cfg = load_config(None, overrides, base=saved_dict)
+        _check_resume_overrides(saved, cfg)
+        summary_path = out_dir / "summary.json"
+        if summary_path.is_file():
+            extends = cfg.train.epochs > saved.train.epochs or cfg.train.max_minutes > saved.train.max_minutes
+            more_epochs = progress.get("epoch", 0) < cfg.train.epochs
+            if not (extends and more_epochs):
+                raise RunFinished(f"{out_dir} is a finished run ({progress.get('epoch', 0)} epochs, summary.json written); "
+                                  "it is left untouched - to train it further pass a larger --set train.epochs=N")
         return train(cfg, out_dir, resume=True)
     cfg = load_config(config_path, overrides)
     out_dir = Path(out) if out else Path("runs") / f"{cfg.name}-{time.strftime('%Y%m%d-%H%M%S')}"

@@ -6,6 +6,9 @@ Two paths, one rule:
     their gradients averaged by ``event_steps.batch_gradients``, and a torch optimizer
     (torch.optim.SGD / torch.optim.Adam) updates ``torch.from_numpy`` views of the network's arrays.
 After either, homeostasis is committed and the threshold floor enforced (gradient.lee2016).
+Homeostasis is a per-sample rule (method.md 4.4): a mini-batch commits the *sum* of its samples'
+threshold changes, so every sample acts at full strength rho whatever the batch size (averaging
+would silently divide rho by the batch size).
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ import torch
 
 from snnbp.data.events import EventBatch
 from snnbp.events.engine import run_events
-from snnbp.gradient.lee2016 import enforce_floor
+from snnbp.gradient.lee2016 import FLOOR_MODES, enforce_floor, floor_raise_per_unit
 from snnbp.model import Network
 from snnbp.train.config import OptimConfig
 from snnbp.train.event_steps import batch_gradients, sgd_per_sample
@@ -33,10 +36,24 @@ class ChunkStats:
     correct: int
     synops: int
     spikes: np.ndarray  # (L,) spikes per layer
+    zero_error: int  # samples whose output error o - y was exactly zero (no data gradient)
+    unit_spikes: list[np.ndarray]  # per layer (N_l,) spikes per neuron (dead units: zeros)
 
     def __add__(self, o: "ChunkStats") -> "ChunkStats":
         return ChunkStats(self.samples + o.samples, self.loss + o.loss, self.reg_loss + o.reg_loss,
-                          self.correct + o.correct, self.synops + o.synops, self.spikes + o.spikes)
+                          self.correct + o.correct, self.synops + o.synops, self.spikes + o.spikes,
+                          self.zero_error + o.zero_error, [a + b for a, b in zip(self.unit_spikes, o.unit_spikes)])
+
+    def to_dict(self) -> tuple[dict, list[np.ndarray]]:
+        """(JSON-able scalars, per-layer unit spike arrays) for a checkpoint of an interrupted epoch."""
+        d = {"samples": self.samples, "loss": self.loss, "reg_loss": self.reg_loss, "correct": self.correct,
+             "synops": self.synops, "spikes": self.spikes.tolist(), "zero_error": self.zero_error}
+        return d, [np.asarray(u, np.int64) for u in self.unit_spikes]
+
+    @classmethod
+    def from_dict(cls, d: dict, unit_spikes: list[np.ndarray]) -> "ChunkStats":
+        return cls(int(d["samples"]), float(d["loss"]), float(d["reg_loss"]), int(d["correct"]), int(d["synops"]),
+                   np.asarray(d["spikes"], np.int64), int(d["zero_error"]), [np.asarray(u, np.int64) for u in unit_spikes])
 
 
 class EventTrainer:
@@ -87,24 +104,30 @@ class EventTrainer:
         net, c, p = self.net, self.cfg, self.net.neuron
         sizes = net.sizes
         one = lambda n, dt=np.float32: np.zeros((1, n), dt)  # noqa: E731
-        stats = np.zeros(4)
+        stats = np.zeros(5)
         spikes = np.zeros(net.n_layers, np.int64)
+        unit_spikes = tuple(np.zeros(n, np.int64) for n in sizes)
+        regularized = [bool(r) and c.lam > 0 for r in self.reg_layers]
         sgd_per_sample(
             tuple(net.weights), tuple(net.thresholds), np.asarray(net.kappas), np.asarray(net.floors),
             self.reg_layers, batch.channels, batch.times_us, batch.offsets, batch.t_end_us,
             np.asarray(labels, np.int64), p.tau_us, p.t_ref_us, p.w_d0, p.gamma, p.sigma, float(rho),
-            float(lr), float(lr * c.lr_th_ratio), float(c.lam), float(c.beta), bool(c.normalize), bool(c.floor_compensation),
+            float(lr), float(lr * c.lr_th_ratio), float(c.lam), float(c.beta), bool(c.normalize),
+            FLOOR_MODES[c.floor_compensation],
             one(net.n_inputs), tuple(one(n) for n in sizes), tuple(one(n, np.int32) for n in sizes),
             tuple(one(n) for n in sizes), tuple(one(n) for n in sizes), tuple(one(n, np.float64) for n in sizes),
-            np.zeros((1, 0, sizes[-1]), np.int32), np.zeros((1, 0), np.int64), stats, spikes,
+            tuple(np.ones(n) for n in sizes), tuple(np.ones(n, np.float32) for n in sizes), tuple(np.ones(n) for n in sizes),
+            tuple(np.zeros(n if r else 0) for n, r in zip(sizes, regularized)),
+            np.zeros((1, 0, sizes[-1]), np.int32), np.zeros((1, 0), np.int64), stats, spikes, unit_spikes,
         )
-        return ChunkStats(len(batch), stats[0], stats[1], int(stats[2]), int(stats[3]), spikes)
+        return ChunkStats(len(batch), stats[0], stats[1], int(stats[2]), int(stats[3]), spikes, int(stats[4]),
+                          list(unit_spikes))
 
     def _minibatch(self, batch: EventBatch, labels: np.ndarray, rho: float) -> ChunkStats:
         net, c, p = self.net, self.cfg, self.net.neuron
         res = run_events(net, batch, train=True, rho=rho)
         B = len(batch)
-        stats = np.zeros(4)
+        stats = np.zeros(5)
         deltas = tuple(np.zeros((B, n), np.float64) for n in net.sizes)
         batch_gradients(
             tuple(net.weights), tuple(net.thresholds), np.asarray(net.kappas), self.reg_layers,
@@ -113,11 +136,17 @@ class EventTrainer:
             tuple(self._grad_w), tuple(self._grad_th), deltas, stats,
         )
         self.optimizer.step()
+        mode = FLOOR_MODES[c.floor_compensation]
         for l in range(net.n_layers):
-            net.thresholds[l] += res.dth[l].mean(axis=0)
-            enforce_floor(net.weights[l], net.thresholds[l], net.floors[l], res.unmet[l].mean(axis=0).astype(np.float64), c.floor_compensation)
+            # Per-sample homeostasis at full strength: the batch's threshold changes are summed.
+            net.thresholds[l] += res.dth[l].sum(axis=0)
+            x = res.x_in if l == 0 else res.traces[l - 1]
+            per_unit = floor_raise_per_unit(mode, float(x.sum(axis=1).mean()))
+            enforce_floor(net.weights[l], net.thresholds[l], net.floors[l], res.unmet[l].sum(axis=0).astype(np.float64),
+                          per_unit, np.ones(net.sizes[l]), np.zeros(0))
         spikes = np.array([cnt.sum() for cnt in res.counts], np.int64)
-        return ChunkStats(B, stats[0], stats[1], int(stats[2]), int(res.synops.sum()), spikes)
+        unit_spikes = [cnt.sum(axis=0).astype(np.int64) for cnt in res.counts]
+        return ChunkStats(B, stats[0], stats[1], int(stats[2]), int(res.synops.sum()), spikes, int(stats[4]), unit_spikes)
 
     # ---- checkpoint support: optimizer state as plain tensors ---------------------------------
 

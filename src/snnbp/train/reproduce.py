@@ -1,0 +1,208 @@
+"""`snnbp reproduce ROW`: one command per row of the paper's results, and the table that collects them.
+
+A row names an embedded preset (snnbp/configs/paper/*.toml) and the paper's numbers for it
+(Lee et al. 2016, v1 Table 2 and the Frontiers version; docs/paper-readings.md says which is which).
+``reproduce`` trains the preset into ``RESULTS/ROW/`` (the run directory itself: config.toml,
+metrics.jsonl, last.safetensors while unfinished, model.safetensors and summary.json at the end) and
+writes ``RESULTS/ROW/record.json`` with the command, commit, machine and wall time. Running the same
+command again continues an unfinished row (exact resume, train/loop.py) and leaves a finished one
+untouched. ``write_table`` regenerates RESULTS/README.md from the records alone: every measured
+number in it is read from a record, none is typed.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shlex
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from snnbp.errors import ConfigError
+
+
+@dataclass(frozen=True)
+class PaperRow:
+    """A result of the paper: the preset that reproduces it and the paper's [min, mean, max] (%)."""
+
+    preset: str
+    task: str
+    network: str
+    protocol: str
+    paper: tuple[float | None, float, float | None]  # [min, mean, max]; None where the paper gives one number
+    source: str
+
+
+ROWS: dict[str, PaperRow] = {
+    "mnist-800": PaperRow("paper/mnist-800.toml", "PI-MNIST", "784-800-10", "SGD, batch 1", (98.56, 98.64, 98.71),
+                          "v1 Table 2"),
+    "mnist-500-500": PaperRow("paper/mnist-500-500.toml", "PI-MNIST", "784-500-500-10", "SGD, batch 1",
+                              (98.63, 98.70, 98.76), "v1 Table 2"),
+    "mnist-300-300-adam": PaperRow("paper/mnist-300-300-adam.toml", "PI-MNIST", "784-300-300-10", "ADAM",
+                                   (98.71, 98.77, 98.88), "v1 Table 2"),
+    "nmnist-800": PaperRow("paper/nmnist-800.toml", "N-MNIST", "2312-800-10", "SGD, batch 1", (None, 98.66, None),
+                           "Frontiers (as cited)"),
+    "nmnist-500": PaperRow("paper/nmnist-500.toml", "N-MNIST", "2312-500-10", "SGD, batch 1", (98.45, 98.53, 98.61),
+                           "v1 Table 2"),
+    "mnist-conv": PaperRow("paper/mnist-conv.toml", "MNIST", "28x28-20C5-P2-50C5-P2-200-10", "ADAM",
+                           (None, 99.31, None), "Frontiers (as cited)"),
+    "main-job": PaperRow("quick-mnist-800.toml", "PI-MNIST", "784-800-10", "ADAM, 5 min budget", (None, 97.5, None),
+                         "snnbp target (>= 97.5 %)"),
+}
+
+
+def row(name: str) -> PaperRow:
+    if name not in ROWS:
+        raise ConfigError(f"unknown row '{name}'; known rows: {', '.join(ROWS)}")
+    return ROWS[name]
+
+
+def preset_path(name: str) -> Path:
+    from snnbp.train.cli_train import embedded_config
+
+    return embedded_config(row(name).preset)
+
+
+def reproduce(name: str, results: Path, overrides: list[str], log=print) -> dict:
+    """Train row ``name`` into results/name (continuing it if unfinished); return its summary."""
+    from snnbp.train.checkpoint import LAST
+    from snnbp.train.loop import git_commit, machine, run_from_args
+
+    run_dir = Path(results) / name
+    record_path = run_dir / "record.json"
+    if (run_dir / "summary.json").is_file() and not overrides:
+        log(f"{run_dir} is finished; left untouched (see {record_path})")
+        return json.loads((run_dir / "summary.json").read_text())
+    resume = (run_dir / LAST).is_file()
+    record = json.loads(record_path.read_text()) if record_path.is_file() else {
+        "row": name, "preset": row(name).preset, "command": [], "sessions": []}
+    record["command"].append(" ".join(["snnbp", "reproduce", name, *(f"--set {shlex.quote(o)}" for o in overrides)]))
+    session = {"commit_start": git_commit(), "machine": machine(), "started": time.strftime("%Y-%m-%d %H:%M:%S %Z")}
+    record["sessions"].append(session)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    _write_json(record_path, record)
+    t0 = time.perf_counter()
+    try:
+        if resume:
+            summary = run_from_args(None, overrides, None, str(run_dir))
+        else:
+            summary = run_from_args(str(preset_path(name)), overrides, str(run_dir), None)
+    finally:
+        session["wall_s"] = round(time.perf_counter() - t0, 1)
+        session["commit_end"] = git_commit()
+        _write_json(record_path, record)
+    return summary
+
+
+def _write_json(path: Path, obj) -> None:
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(json.dumps(obj, indent=2) + "\n")
+    os.replace(tmp, path)
+
+
+def _rows_of(run_dir: Path) -> list[dict]:
+    p = run_dir / "metrics.jsonl"
+    return [json.loads(l) for l in p.read_text().splitlines() if l.strip()] if p.is_file() else []
+
+
+def _fmt_triple(t) -> str:
+    lo, mean, hi = t
+    if lo is None:
+        return f"{mean:.2f}"
+    return f"[{lo:.2f}, {mean:.2f}, {hi:.2f}]"
+
+
+def row_status(name: str, run_dir: Path) -> dict:
+    """What a row's record says: measured [min, mean, max] (%), progress, wall time, commits."""
+    from snnbp.train.config import load_config
+
+    rows = _rows_of(run_dir)
+    record = json.loads((run_dir / "record.json").read_text()) if (run_dir / "record.json").is_file() else {}
+    summary = json.loads((run_dir / "summary.json").read_text()) if (run_dir / "summary.json").is_file() else None
+    cfg = load_config(run_dir / "config.toml") if (run_dir / "config.toml").is_file() else None
+    epochs = cfg.train.epochs if cfg else None
+    last_n = cfg.train.eval_last if cfg else 0
+    tested = [r for r in rows if "test_accuracy" in r]
+    window = [100 * r["test_accuracy"] for r in tested if epochs and last_n and r["epoch"] > epochs - last_n]
+    out = {
+        "row": name, "finished": summary is not None, "epochs_done": rows[-1]["epoch"] if rows else 0,
+        "epochs": epochs, "eval_last": last_n,
+        "window": (min(window), sum(window) / len(window), max(window)) if window else None,
+        "n_window": len(window),
+        "latest": (tested[-1]["epoch"], 100 * tested[-1]["test_accuracy"]) if tested else None,
+        "wall_s": sum(s.get("wall_s", 0.0) for s in record.get("sessions", [])),
+        "commits": sorted({c for s in record.get("sessions", []) for c in (s.get("commit_start"), s.get("commit_end")) if c}),
+        "machines": sorted({s["machine"] for s in record.get("sessions", []) if "machine" in s}),
+        "command": record.get("command", []),
+        "data": summary.get("data") if summary else None,
+    }
+    return out
+
+
+def write_table(results: Path) -> Path:
+    """Regenerate results/README.md from the row records under ``results`` (module doc)."""
+    results = Path(results)
+    lines = [
+        "# Reproduction records",
+        "",
+        "Generated by `snnbp reproduce --table` from the records in this folder; do not edit by hand.",
+        "Each row is trained by `snnbp reproduce ROW` (the same command continues an unfinished row).",
+        "Measured = test accuracy (%) on the full test set, [min, mean, max] over the last `eval_last` epochs",
+        "of the schedule (the paper's statistic); `latest` is the newest evaluated epoch while a row is running.",
+        "",
+        "| row | task | network | protocol | paper | measured | status | wall time | commits | source |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for name, r in ROWS.items():
+        d = results / name
+        if not d.is_dir():
+            lines.append(f"| {name} | {r.task} | {r.network} | {r.protocol} | {_fmt_triple(r.paper)} | - | not run | - | - | {r.source} |")
+            continue
+        st = row_status(name, d)
+        measured = _fmt_triple(st["window"]) if st["window"] and st["finished"] else "-"
+        if st["finished"]:
+            status = f"finished, {st['epochs_done']} epochs"
+            if st["window"] and st["n_window"] < st["eval_last"]:
+                status += f" (window of {st['n_window']} evaluations)"
+        else:
+            status = f"running: epoch {st['epochs_done']}/{st['epochs']}"
+            if st["latest"]:
+                status += f", latest {st['latest'][1]:.2f} % (epoch {st['latest'][0]})"
+        wall = f"{st['wall_s'] / 3600:.2f} h" if st["wall_s"] else "-"
+        lines.append(f"| [{name}]({name}/) | {r.task} | {r.network} | {r.protocol} | {_fmt_triple(r.paper)} | "
+                     f"{measured} | {status} | {wall} | {', '.join(st['commits']) or '-'} | {r.source} |")
+    lines += ["", "Machines:", ""]
+    machines = sorted({m for name in ROWS if (results / name).is_dir() for m in row_status(name, results / name)["machines"]})
+    lines += [f"- {m}" for m in machines] or ["- (none yet)"]
+    lines += ["", "Commands:", ""]
+    for name in ROWS:
+        if (results / name).is_dir():
+            for c in row_status(name, results / name)["command"]:
+                lines.append(f"- `{c}`")
+    out = results / "README.md"
+    out.write_text("\n".join(lines) + "\n")
+    return out
+
+
+def register(sub) -> None:
+    p = sub.add_parser("reproduce", help="train one row of the paper's results into results/ROW (continues it if unfinished)")
+    p.add_argument("row", nargs="?", help=f"one of: {', '.join(ROWS)}")
+    p.add_argument("--results", default="results", help="folder of the records (default: ./results)")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a config key (recorded in record.json)")
+    p.add_argument("--table", action="store_true", help="regenerate RESULTS/README.md from the records and exit")
+    p.set_defaults(func=_cli)
+
+
+def _cli(args) -> int:
+    if args.table or args.row is None:
+        if args.row is None and not args.table:
+            raise ConfigError(f"name a row to reproduce ({', '.join(ROWS)}) or pass --table")
+        print(write_table(Path(args.results)))
+        return 0
+    summary = reproduce(args.row, Path(args.results), args.overrides, log=lambda m: print(m, file=sys.stderr))
+    write_table(Path(args.results))
+    print(json.dumps(summary))
+    return 0
