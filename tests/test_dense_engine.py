@@ -133,10 +133,12 @@ def test_traces_read_at_t_end_and_chained_layers_same_step():
 
 
 def test_homeostasis_per_step_and_floor():
-    # Two neurons, one fires: it rises by rho N, both drop by rho n_s (method.md 4.4); floor holds.
+    # Two neurons, one fires: it rises by rho N, both drop by rho n_s (method.md 4.4); the floor holds
+    # neuron 1 at 0.99995, and the 5e-5 it refuses is taken from neuron 0 instead (zero sum).
     net = _net([[[1.0, 0.0]]], [[1.0, 1.0]], floors=[0.99995])
     r = _sim(net, _batch([0], [0.0], 1.0), train=True, rho=1e-4)
-    assert r.dth[0][0].tolist() == pytest.approx([1e-4, -5e-5], abs=1e-7)
+    assert r.dth[0][0].tolist() == pytest.approx([1e-4 - 5e-5, -5e-5], abs=1e-7)
+    assert float(r.dth[0][0].sum()) == pytest.approx(0.0, abs=1e-7)
     assert r.unmet[0][0].tolist() == pytest.approx([0.0, 5e-5], abs=1e-7)
     r0 = _sim(net, _batch([0], [0.0], 1.0))
     assert r0.dth[0].abs().sum() == 0  # no homeostasis at evaluation

@@ -72,7 +72,7 @@ def test_sgd_step_equals_numba_rule_plus_sgd_plus_commit(floor_alpha):
         x = res.x_in if l == 0 else res.traces[l - 1]
         per_unit = floor_raise_per_unit(FLOOR_MODES["drive"], float(x.sum(1).mean()))
         enforce_floor(ref.weights[l], ref.thresholds[l], ref.floors[l], res.unmet[l].sum(0).astype(np.float64),
-                      per_unit, np.ones(ref.sizes[l]), np.zeros(0))
+                      per_unit)
         assert np.abs(net.weights[l] - ref.weights[l]).max() < 1e-5
         assert np.abs(net.thresholds[l] - ref.thresholds[l]).max() < 1e-5
     assert st.samples == 4 and st.loss == pytest.approx(stats[0], rel=1e-5) and st.correct == stats[2]
@@ -87,7 +87,7 @@ def test_torch_floor_equals_numba_floor():
     unmet = np.array([0.0, 0.01, 0.0, 0.02, 0.0])
     layer = DenseSNN.from_network(Network(6, [W.copy()], [th.copy()], [0.0], [0.2])).layers[0]
     enforce_floor_(layer, torch.from_numpy(unmet.astype(np.float32)), 0.5)
-    enforce_floor(W, th, 0.2, unmet, 0.5, np.ones(5), np.zeros(0))
+    enforce_floor(W, th, 0.2, unmet, 0.5)
     assert np.allclose(layer.weight.detach().numpy(), W, atol=1e-7)
     assert np.allclose(layer.threshold.detach().numpy(), th)
 

@@ -264,10 +264,12 @@ def test_homeostasis_counts_per_event_and_wta():
 
 def test_homeostasis_floor_and_unmet():
     # Same as the hand example but neuron 2 sits at 0.5 with floor 0.49: 0.5 - 2 rho = 0.48 would
-    # cross the floor, so it stops at 0.49 and 0.01 is reported unmet; the sum is no longer zero.
+    # cross the floor, so it stops at 0.49 and 0.01 is reported unmet; the refused 0.01 is taken from
+    # the two neurons above the floor (0.005 each), so the layer's sum stays zero.
     net = _net([[[1.0, 1.0, 0.0]]], [[1.0, 1.0, 0.5]], floors=[0.49])
     res = _run(net, [0], [0.0], 20.0, train=True, rho=RHO)
-    np.testing.assert_allclose(res.dth[0][0], [RHO, RHO, -0.01], atol=1e-6)
+    np.testing.assert_allclose(res.dth[0][0], [RHO - 0.005, RHO - 0.005, -0.01], atol=1e-6)
+    assert abs(float(res.dth[0][0].sum())) < 1e-6
     np.testing.assert_allclose(res.unmet[0][0], [0.0, 0.0, 0.01], atol=1e-6)
     # a second such event: the floor holds again and the unmet decrement accumulates
     res = _run(net, [0, 0], [0.0, 0.0], 20.0, train=True, rho=RHO)  # residuals 0; second event same t
@@ -278,6 +280,8 @@ def test_homeostasis_floor_and_unmet():
     assert _count(res) == [2, 2, 0]
     np.testing.assert_allclose(res.dth[0][0][2], -0.01, atol=1e-6)
     np.testing.assert_allclose(res.unmet[0][0], [0.0, 0.0, 0.03], atol=1e-6)
+    # each event: spikers +rho net; refused 0.01 then 0.02, shared by the two spikers
+    np.testing.assert_allclose(res.dth[0][0][:2], [2 * RHO - 0.015] * 2, atol=1e-6)
 
 
 def test_homeostasis_second_layer_uses_its_own_events():

@@ -77,7 +77,8 @@ def run_events(
     n_logged = np.zeros(B, np.int64)
     p = net.neuron
     simulate_batch(
-        tuple(net.weights), tuple(np.ones(n, np.float32) for n in sizes), tuple(net.thresholds), np.asarray(net.kappas, np.float64),
+        tuple(net.weights), tuple(np.ones(n, np.float32) for n in sizes),
+        tuple(np.zeros(n, np.float32) for n in sizes), tuple(net.thresholds), np.asarray(net.kappas, np.float64),
         np.asarray(net.floors, np.float64), batch.channels, batch.times_us, batch.offsets,
         batch.t_end_us, p.tau_us, p.t_ref_us, p.w_d0, p.gamma, bool(train), float(rho), readout,
         x_in, traces, counts, dth, unmet, readout_counts, synops, readout_synops, spike_log, n_logged,

@@ -88,14 +88,37 @@ def _homeostasis(th, spikers, first, stop, rho, floor, unmet):
         refused -= taken
 
 
+@numba.njit(cache=True, fastmath={"reassoc"})
+def _integrate(V, row, off, wdyn, th, d32):
+    """Steps 1, 2 and 5 for every neuron; returns how many are now at or above threshold.
+
+    V_i <- max(V_i d + (W[j, i] + off_i) w_dyn,i, -V_th,i) (off: column offsets, zeros unless the
+    fused SGD step keeps a floor compensation lazily; w_dyn includes the column scale). This loop is where the engine spends its time (N
+    multiply-adds per input event), so it is written for LLVM's vectorizer: float32 throughout, a
+    select for the clip, and the count kept as a float32 sum of 0/1 (exact below 2^24), which
+    vectorizes once reassociation is allowed ("reassoc", the only fast-math flag, set on this
+    function alone; it may reorder the sum of exact integers, nothing else). 3x faster than an
+    integer count, which LLVM left scalar (benchmarks/README.md).
+    """
+    acc = np.float32(0.0)
+    for i in range(V.shape[0]):
+        v = V[i] * d32 + (row[i] + off[i]) * wdyn[i]
+        lo = -th[i]
+        v = v if v > lo else lo
+        V[i] = v
+        acc += np.float32(1.0) if v >= th[i] else np.float32(0.0)
+    return int(acc)
+
+
 @numba.njit(cache=True)
-def _layer_event(W, j, t, V, th, state, last_spike, wdyn, cs, refr, in_refr, a_val, a_t, count,
+def _layer_event(W, off, j, t, V, th, state, last_spike, wdyn, cs, refr, in_refr, a_val, a_t, count,
                  kappa, floor, gamma, tau_us, tref_us, wd0, train, rho, unmet, out_buf, n_out):
     """One input event from source j at time t into one fully connected layer (steps 1-6 above).
 
     state[0] = time of the layer's last update (us), state[1] = number of neurons in ``refr``.
-    cs (N,) float32: column scale of W (the effective weight of synapse j -> i is W[j, i] cs[i]); it
-    is folded into the dynamic weight, wdyn[i] = w_dyn,i cs[i], so the integration loop is unchanged.
+    cs, off (N,) float32: column scale and offset of W, the effective weight of synapse j -> i is
+    (W[j, i] + off[i]) cs[i] (ones / zeros except inside the fused SGD step); the scale is folded
+    into the dynamic weight, wdyn[i] = w_dyn,i cs[i].
     Spiking neuron indices are appended to ``out_buf`` from position n_out; returns the new
     (out_buf, n_out, n_spikes). ``out_buf`` grows when full.
     """
@@ -116,17 +139,7 @@ def _layer_event(W, j, t, V, th, state, last_spike, wdyn, cs, refr, in_refr, a_v
         else:
             r += 1
     # Steps 1, 2 and 5 fused (clipping before the spike test cannot change the test).
-    # float32 throughout and a branch-free integer reduction, so LLVM vectorizes this loop: it is
-    # where the engine spends its time (N multiply-adds per input event).
-    row = W[j]
-    d32 = np.float32(d)
-    n_above = 0
-    for i in range(N):
-        v = V[i] * d32 + row[i] * wdyn[i]
-        lo = -th[i]
-        v = v if v > lo else lo
-        V[i] = v
-        n_above += np.int32(v >= th[i])
+    n_above = _integrate(V, W[j], off, wdyn, th, np.float32(d))
     if n_above == 0:
         state[1] = n_refr
         return out_buf, n_out, 0
@@ -193,15 +206,16 @@ def _log_spikes(spike_log, b, n, layer, buf, start, stop, t):
 
 
 @numba.njit(cache=True)
-def simulate_sample(weights, col_scales, thresholds, kappas, floors, channels, times, t_end,
+def simulate_sample(weights, col_scales, col_offsets, thresholds, kappas, floors, channels, times, t_end,
                     tau_us, tref_us, wd0, gamma, train, rho, readout_times,
                     b, x_out, a_out, count_out, dth_out, unmet_out, readout_counts, readout_synops,
                     spike_log, n_logged):
     """Run one presentation; write sample b's row of every output array; return synaptic ops.
 
     weights:     tuple of (M_l, N_l) float32; thresholds: tuple of (N_l,) float32 (not modified)
-    col_scales:  tuple of (N_l,) float32: effective weights are weights[l] * col_scales[l] (columns);
-                 ones except inside the fused SGD step, which keeps the eq. 13 shrinkage lazily
+    col_scales, col_offsets: tuples of (N_l,) float32: effective weights are
+                 (weights[l] + col_offsets[l]) * col_scales[l] (per column); ones / zeros except inside
+                 the fused SGD step, which keeps the eq. 13 shrinkage and the floor compensation lazily
     kappas, floors: (L,) float64
     channels:    (E,) int32 input channel per event; times: (E,) float64 us, non-decreasing
     t_end:       time (us) at which traces are read
@@ -230,7 +244,7 @@ def simulate_sample(weights, col_scales, thresholds, kappas, floors, channels, t
     bufs = [np.empty(max(16, weights[l].shape[1]), np.int32) for l in range(L)]
     W0, V0, th0, state0, last_spike0 = weights[0], V[0], th[0], state[0], last_spike[0]
     wdyn0, refr0, in_refr0, a_val0, a_t0 = wdyn[0], refr[0], in_refr[0], a_val[0], a_t[0]
-    cs0 = col_scales[0]
+    cs0, off0 = col_scales[0], col_offsets[0]
     count0, unmet0, buf0 = count[0], unmet[0], bufs[0]
     kappa0, floor0, N0 = kappas[0], floors[0], weights[0].shape[1]
     K = spike_log.shape[1]
@@ -255,7 +269,7 @@ def simulate_sample(weights, col_scales, thresholds, kappas, floors, channels, t
         # because taking an array out of a list costs reference counting on every event.
         synops += N0
         buf0, n_cur, n_s = _layer_event(
-            W0, k, t, V0, th0, state0, last_spike0, wdyn0, cs0, refr0, in_refr0, a_val0, a_t0, count0,
+            W0, off0, k, t, V0, th0, state0, last_spike0, wdyn0, cs0, refr0, in_refr0, a_val0, a_t0, count0,
             kappa0, floor0, gamma, tau_us, tref_us, wd0, train, rho, unmet0, buf0, 0)
         if kappa0 != 0.0:
             synops += n_s * (N0 - 1)
@@ -271,7 +285,7 @@ def simulate_sample(weights, col_scales, thresholds, kappas, floors, channels, t
             for s in range(n_cur):
                 synops += N
                 buf, n_out, n_s = _layer_event(
-                    weights[l], cur[s], t, V[l], th[l], state[l], last_spike[l], wdyn[l], col_scales[l], refr[l],
+                    weights[l], col_offsets[l], cur[s], t, V[l], th[l], state[l], last_spike[l], wdyn[l], col_scales[l], refr[l],
                     in_refr[l], a_val[l], a_t[l], count[l], kappas[l], floors[l], gamma, tau_us,
                     tref_us, wd0, train, rho, unmet[l], buf, n_out)
                 if kappas[l] != 0.0:
@@ -302,7 +316,7 @@ def simulate_sample(weights, col_scales, thresholds, kappas, floors, channels, t
 
 
 @numba.njit(cache=True, parallel=True)
-def simulate_batch(weights, col_scales, thresholds, kappas, floors, channels, times, offsets, t_end,
+def simulate_batch(weights, col_scales, col_offsets, thresholds, kappas, floors, channels, times, offsets, t_end,
                    tau_us, tref_us, wd0, gamma, train, rho, readout_times,
                    x_out, a_out, count_out, dth_out, unmet_out, readout_counts, synops_out, readout_synops,
                    spike_log, n_logged):
@@ -311,6 +325,6 @@ def simulate_batch(weights, col_scales, thresholds, kappas, floors, channels, ti
     for b in numba.prange(B):
         s, e = offsets[b], offsets[b + 1]
         synops_out[b] = simulate_sample(
-            weights, col_scales, thresholds, kappas, floors, channels[s:e], times[s:e], t_end[b],
+            weights, col_scales, col_offsets, thresholds, kappas, floors, channels[s:e], times[s:e], t_end[b],
             tau_us, tref_us, wd0, gamma, train, rho, readout_times,
             b, x_out, a_out, count_out, dth_out, unmet_out, readout_counts, readout_synops, spike_log, n_logged)

@@ -31,9 +31,10 @@ input traces x (x_in for layer 0, the previous layer's a otherwise):
                                D sum_k x_k, 60-100x the refused step for MNIST (measured in
                                docs/paper-readings.md).
 
-Column scales: the fused SGD step keeps the eq. 13 shrinkage lazily, W_eff[:, i] = W[:, i] cs_i, so it
-need not sweep the whole matrix per sample; functions taking ``col_scales`` / ``col_inv`` read and
-write the stored W accordingly (ones everywhere else).
+Lazy columns: the fused SGD step keeps the eq. 13 shrinkage and the floor compensation per neuron,
+W_eff[:, i] = (W[:, i] + off_i) cs_i, so neither needs a sweep over the whole matrix per sample;
+functions taking ``col_scales`` / ``col_offsets`` / ``col_inv`` read and write the stored W
+accordingly (ones / zeros everywhere else).
 
 Deviation switch: ``normalize=False`` drops the g / g_bar and sqrt factors (plain chain rule of the
 transfer function), which is what the finite-difference tests compare against.
@@ -89,10 +90,11 @@ def _norm_gain(th, gamma, active, normalize):
 
 
 @numba.njit(cache=True)
-def sample_deltas(weights, col_scales, thresholds, counts, b, label, gamma, normalize, deltas):
+def sample_deltas(weights, col_scales, col_offsets, thresholds, counts, b, label, gamma, normalize, deltas):
     """Fill ``deltas[l][b]`` (N_l,) for every layer of sample b (eq. 11); return the loss 0.5|o-y|^2.
 
-    counts: tuple of (B, N_l) int32 spike counts; col_scales: tuple of (N_l,) (effective W = W cs). Silent hidden neurons get delta 0 (only active
+    counts: tuple of (B, N_l) int32 spike counts; col_scales, col_offsets: tuples of (N_l,)
+    (effective W = (W + off) cs, module doc). Silent hidden neurons get delta 0 (only active
     units enter the sums, method.md 2); every output neuron gets an error (method.md 10.4).
     """
     L = len(weights)
@@ -120,26 +122,36 @@ def sample_deltas(weights, col_scales, thresholds, counts, b, label, gamma, norm
         # sqrt(M^(l+1) / m^(l+1)): layer l+1 has fan-in N_l of which n_act inputs are active.
         fan = math.sqrt(c.shape[0] / n_act) if normalize else 1.0
         W_up = weights[l + 1]
-        cs_up = col_scales[l + 1]
+        cs_up, off_up = col_scales[l + 1], col_offsets[l + 1]
         d_up = deltas[l + 1][b]
         for i in range(c.shape[0]):
             if active[i]:
                 acc = 0.0
                 for j in range(d_up.shape[0]):
-                    acc += W_up[i, j] * cs_up[j] * d_up[j]
+                    acc += (W_up[i, j] + off_up[j]) * cs_up[j] * d_up[j]
                 d[i] = gain[i] * fan * acc
     return loss
 
 
 @numba.njit(cache=True)
+def _project_and_step(row, proj, s, dc):
+    """proj += s row (before the step), then row += s dc: one row of a rank-1 weight update."""
+    for i in range(row.shape[0]):
+        w = row[i]
+        proj[i] += s * w
+        row[i] = w + s * dc[i]
+
+
+@numba.njit(cache=True)
 def accumulate_sample_gradients(weights, grad_w, grad_th, x_in, traces, deltas, b, kappas,
-                                gamma, sigma, normalize, coef_w, coef_th, col_inv, sq_norms):
+                                gamma, sigma, normalize, coef_w, coef_th, col_inv, sq_norms, col_sums):
     """grad_w[l] += coef_w sqrt(N/m) outer(x, delta); grad_th[l] += coef_th (-sqrt(N/(mM)) delta a_hat).
 
     Only rows k with x_k > 0 are touched (work ~ active inputs x N, eq. 12). ``grad_w`` may be the
     weights (and thresholds) themselves with coef = -learning rate: that is the per-sample SGD step;
     then col_inv[l] (N_l,) = 1 / column scale turns the effective step into one on the stored W,
-    and a non-empty sq_norms[l] (N_l,) float64 is kept equal to the stored columns' |W[:, i]|^2.
+    and non-empty sq_norms[l], col_sums[l] (N_l,) float64 are kept equal to the stored columns'
+    sum_k W[k, i]^2 and sum_k W[k, i].
     """
     L = len(weights)
     for l in range(L):
@@ -158,20 +170,33 @@ def accumulate_sample_gradients(weights, grad_w, grad_th, x_in, traces, deltas, 
         a = traces[l][b]
         gW = grad_w[l]
         dc = d * col_inv[l]
-        sq = sq_norms[l]
+        sq, sm = sq_norms[l], col_sums[l]
         track = sq.shape[0] > 0
-        for k in range(M):
-            xk = x[k]
-            if xk > 0.0:
-                s = coef_w * cw * xk
-                row = gW[k]
-                if track:
-                    for i in range(N):
-                        old = row[i]
-                        new = old + np.float32(s * dc[i])
-                        row[i] = new
-                        sq[i] += np.float64(new) * new - np.float64(old) * old
-                else:
+        if track:
+            # Norm bookkeeping for the lazy regularizer: with the rank-1 step W[k, i] += s_k dc_i,
+            # sum_k W_ki^2 grows by 2 dc_i (s . W)_i + dc_i^2 |s|^2 and sum_k W_ki by dc_i sum_k s_k.
+            # (s . W) is gathered in the same row-major pass as the update (vectorizable), instead
+            # of a per-element float64 update of both sums, which ran scalar and cost ~180 us/sample.
+            dc32 = dc.astype(np.float32)
+            proj = np.zeros(N, np.float32)
+            s1 = 0.0
+            s2 = 0.0
+            for k in range(M):
+                xk = x[k]
+                if xk > 0.0:
+                    s = coef_w * cw * xk
+                    _project_and_step(gW[k], proj, np.float32(s), dc32)
+                    s1 += s
+                    s2 += s * s
+            for i in range(N):
+                sq[i] += 2.0 * dc[i] * proj[i] + dc[i] * dc[i] * s2
+                sm[i] += dc[i] * s1
+        else:
+            for k in range(M):
+                xk = x[k]
+                if xk > 0.0:
+                    s = coef_w * cw * xk
+                    row = gW[k]
                     for i in range(N):
                         row[i] += s * dc[i]
         total_a = 0.0
@@ -240,42 +265,42 @@ def add_scaled_columns(G, W, c, coef):
 
 
 @numba.njit(cache=True)
-def enforce_floor(W, th, floor, unmet, raise_per_unit, col_inv, sq_norms):
-    """Keep V_th >= floor; raise the weights of neurons whose decrements the floor refused.
+def floor_raises(th, floor, unmet, raise_per_unit):
+    """Keep V_th >= floor; return the weight raise u (N,) of every neuron whose decrement it refused.
 
     unmet (N,) holds decrements already refused (by homeostasis during the presentation);
-    thresholds now below the floor add theirs. Every weight of neuron i is raised by
+    thresholds now below the floor add theirs. Every weight of neuron i is to be raised by
     u_i = unmet_i * raise_per_unit ("all weights of that neuron are raised by the same amount",
     method.md 4.4): raise_per_unit = 1 / sum_k x_k gives the drive-equivalent reading of the module
-    doc, 1 the literal one, 0 no compensation. col_inv (N,): 1 / column scale of the stored W (ones
-    unless lazily scaled); a non-empty sq_norms (N,) is updated to the stored columns' new norms.
-    (A multiplicative rescaling, the other reading, makes a silent neuron with mostly negative
-    weights ever more negative; it ran away in our tests.) Returns the number of neurons raised.
+    doc, 1 the literal one, 0 no compensation. (A multiplicative rescaling, the other reading, makes
+    a silent neuron with mostly negative weights ever more negative; it ran away in our tests.)
     """
     N = th.shape[0]
-    u = np.zeros(N, np.float32)
-    n = 0
+    u = np.zeros(N, np.float64)
     for i in range(N):
         ui = unmet[i]
         if th[i] < floor:
             ui += floor - th[i]
             th[i] = floor
         if ui > 0.0 and raise_per_unit > 0.0:
-            u[i] = ui * raise_per_unit * col_inv[i]
+            u[i] = ui * raise_per_unit
+    return u
+
+
+@numba.njit(cache=True)
+def enforce_floor(W, th, floor, unmet, raise_per_unit):
+    """``floor_raises`` applied at once: W[:, i] += u_i; returns the number of neurons raised."""
+    u = floor_raises(th, floor, unmet, raise_per_unit)
+    n = 0
+    for i in range(u.shape[0]):
+        if u[i] != 0.0:
             n += 1
     if n > 0:
-        M = W.shape[0]
-        for k in range(M):
+        u32 = u.astype(np.float32)
+        for k in range(W.shape[0]):
             row = W[k]
-            for i in range(N):
-                row[i] += u[i]
-        if sq_norms.shape[0] > 0:
-            for i in range(N):
-                if u[i] != 0.0:
-                    acc = 0.0
-                    for k in range(M):
-                        acc += np.float64(W[k, i]) * W[k, i]
-                    sq_norms[i] = acc
+            for i in range(W.shape[1]):
+                row[i] += u32[i]
     return n
 
 

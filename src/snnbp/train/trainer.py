@@ -117,6 +117,8 @@ class EventTrainer:
             one(net.n_inputs), tuple(one(n) for n in sizes), tuple(one(n, np.int32) for n in sizes),
             tuple(one(n) for n in sizes), tuple(one(n) for n in sizes), tuple(one(n, np.float64) for n in sizes),
             tuple(np.ones(n) for n in sizes), tuple(np.ones(n, np.float32) for n in sizes), tuple(np.ones(n) for n in sizes),
+            tuple(np.zeros(n) for n in sizes), tuple(np.zeros(n, np.float32) for n in sizes),
+            tuple(np.zeros(n if r else 0) for n, r in zip(sizes, regularized)),
             tuple(np.zeros(n if r else 0) for n, r in zip(sizes, regularized)),
             np.zeros((1, 0, sizes[-1]), np.int32), np.zeros((1, 0), np.int64), stats, spikes, unit_spikes,
         )
@@ -143,7 +145,7 @@ class EventTrainer:
             x = res.x_in if l == 0 else res.traces[l - 1]
             per_unit = floor_raise_per_unit(mode, float(x.sum(axis=1).mean()))
             enforce_floor(net.weights[l], net.thresholds[l], net.floors[l], res.unmet[l].sum(axis=0).astype(np.float64),
-                          per_unit, np.ones(net.sizes[l]), np.zeros(0))
+                          per_unit)
         spikes = np.array([cnt.sum() for cnt in res.counts], np.int64)
         unit_spikes = [cnt.sum(axis=0).astype(np.int64) for cnt in res.counts]
         return ChunkStats(B, stats[0], stats[1], int(stats[2]), int(res.synops.sum()), spikes, int(stats[4]), unit_spikes)
