@@ -263,23 +263,32 @@ def _check_resume_overrides(saved: Config, cfg: Config) -> None:
                               "loaded from the checkpoint; start a new run with --out to train another shape")
 
 
+def check_resumable(out_dir: Path, overrides: list[str]) -> Config:
+    """The config a ``--resume`` of out_dir with these overrides would run; refuses what must not run.
+
+    ConfigError: no checkpoint, or a model.* key changed. RunFinished: the run has finished
+    (summary.json) and the overrides do not extend it (a larger train.epochs or train.max_minutes).
+    """
+    out_dir = Path(out_dir)
+    if not (out_dir / LAST).is_file():
+        raise ConfigError(f"{out_dir} holds no resumable run ({LAST} is missing); check the path")
+    _, _, _, progress, saved_dict = load_checkpoint(out_dir / LAST)
+    saved = load_config(None, [], base=saved_dict)
+    cfg = load_config(None, overrides, base=saved_dict)
+    _check_resume_overrides(saved, cfg)
+    if (out_dir / "summary.json").is_file():
+        extends = cfg.train.epochs > saved.train.epochs or cfg.train.max_minutes > saved.train.max_minutes
+        more_epochs = progress.get("epoch", 0) < cfg.train.epochs
+        if not (extends and more_epochs):
+            raise RunFinished(f"{out_dir} is a finished run ({progress.get('epoch', 0)} epochs, summary.json written); "
+                              "it is left untouched - to train it further pass a larger --set train.epochs=N")
+    return cfg
+
+
 def run_from_args(config_path: str | None, overrides: list[str], out: str | None, resume: str | None) -> dict:
     if resume:
         out_dir = Path(resume)
-        if not (out_dir / LAST).is_file():
-            raise ConfigError(f"{out_dir} holds no resumable run ({LAST} is missing); check the path")
-        _, _, _, progress, saved_dict = load_checkpoint(out_dir / LAST)
-        saved = load_config(None, [], base=saved_dict)
-        cfg = load_config(None, overrides, base=saved_dict)
-        _check_resume_overrides(saved, cfg)
-        summary_path = out_dir / "summary.json"
-        if summary_path.is_file():
-            extends = cfg.train.epochs > saved.train.epochs or cfg.train.max_minutes > saved.train.max_minutes
-            more_epochs = progress.get("epoch", 0) < cfg.train.epochs
-            if not (extends and more_epochs):
-                raise RunFinished(f"{out_dir} is a finished run ({progress.get('epoch', 0)} epochs, summary.json written); "
-                                  "it is left untouched - to train it further pass a larger --set train.epochs=N")
-        return train(cfg, out_dir, resume=True)
+        return train(check_resumable(out_dir, overrides), out_dir, resume=True)
     cfg = load_config(config_path, overrides)
     out_dir = Path(out) if out else Path("runs") / f"{cfg.name}-{time.strftime('%Y%m%d-%H%M%S')}"
     return train(cfg, out_dir)

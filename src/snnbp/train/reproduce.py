@@ -70,12 +70,18 @@ def reproduce(name: str, results: Path, overrides: list[str], log=print) -> dict
     from snnbp.train.checkpoint import LAST
     from snnbp.train.loop import git_commit, machine, run_from_args
 
+    from snnbp.errors import RunFinished
+    from snnbp.train.loop import check_resumable
+
     run_dir = Path(results) / name
     record_path = run_dir / "record.json"
-    if (run_dir / "summary.json").is_file() and not overrides:
-        log(f"{run_dir} is finished; left untouched (see {record_path})")
-        return json.loads((run_dir / "summary.json").read_text())
     resume = (run_dir / LAST).is_file()
+    if resume:
+        try:
+            check_resumable(run_dir, overrides)
+        except RunFinished:
+            log(f"{run_dir} is finished; left untouched (see {record_path}); a larger --set train.epochs=N extends it")
+            return json.loads((run_dir / "summary.json").read_text())
     record = json.loads(record_path.read_text()) if record_path.is_file() else {
         "row": name, "preset": row(name).preset, "command": [], "sessions": []}
     record["command"].append(" ".join(["snnbp", "reproduce", name, *(f"--set {shlex.quote(o)}" for o in overrides)]))

@@ -1,0 +1,70 @@
+"""`snnbp reproduce ROW` and the generated results table (train/reproduce.py), on a tiny fake MNIST."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from helpers_fake_mnist import write_fake_mnist
+from snnbp.cli import main
+from snnbp.train.reproduce import ROWS, row_status
+
+TINY = ["model.hidden=[30]", "train.epochs=2", "train.chunk=20", "train.eval_every=1", "train.eval_last=2",
+        "data.test_ms=200.0"]
+
+
+def _cmd(tmp_path, extra=()):
+    root = write_fake_mnist(tmp_path / "data")
+    args = ["reproduce", "mnist-800", "--results", str(tmp_path / "results")]
+    for kv in [*TINY, f"data.root=\"{root}\"", *extra]:
+        args += ["--set", kv]
+    return args
+
+
+def test_reproduce_writes_record_and_table_and_leaves_finished_row_untouched(tmp_path, capsys):
+    assert main(_cmd(tmp_path)) == 0
+    summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    d = tmp_path / "results" / "mnist-800"
+    for f in ("config.toml", "metrics.jsonl", "model.safetensors", "summary.json", "record.json"):
+        assert (d / f).is_file(), f
+    record = json.loads((d / "record.json").read_text())
+    assert record["row"] == "mnist-800" and record["command"][0].startswith("snnbp reproduce mnist-800")
+    assert record["sessions"][0]["wall_s"] > 0 and record["sessions"][0]["machine"]
+    st = row_status("mnist-800", d)
+    assert st["finished"] and st["n_window"] == 2
+    table = (tmp_path / "results" / "README.md").read_text()
+    line = next(l for l in table.splitlines() if l.startswith("| [mnist-800]"))
+    accs = [100 * json.loads(l)["test_accuracy"] for l in (d / "metrics.jsonl").read_text().splitlines()]
+    assert f"[{min(accs):.2f}, {sum(accs) / 2:.2f}, {max(accs):.2f}]" in line  # read from the record, not typed
+    assert "[98.56, 98.64, 98.71]" in line and "finished, 2 epochs" in line
+    assert all(f"| {name} |" in table or f"[{name}]" in table for name in ROWS)
+    assert summary["epochs"] == 2
+    # the same command again: finished, nothing rewritten
+    before = {p.name: p.read_bytes() for p in d.iterdir() if p.is_file()}
+    assert main(_cmd(tmp_path)) == 0
+    assert "finished" in capsys.readouterr().err
+    assert {p.name: p.read_bytes() for p in d.iterdir() if p.is_file()} == before
+
+
+def test_reproduce_continues_an_unfinished_row(tmp_path, capsys):
+    assert main(_cmd(tmp_path, ["train.epochs=1"])) == 0
+    d = tmp_path / "results" / "mnist-800"
+    (d / "summary.json").unlink()  # as if the session had stopped during epoch 2
+    assert main(_cmd(tmp_path)) == 0
+    capsys.readouterr()
+    rows = [json.loads(l)["epoch"] for l in (d / "metrics.jsonl").read_text().splitlines()]
+    assert rows == [1, 2]
+    assert len(json.loads((d / "record.json").read_text())["sessions"]) == 2
+
+
+def test_unknown_row_is_one_clear_error(tmp_path, capsys):
+    assert main(["reproduce", "mnist-9000", "--results", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert "unknown row" in err and "mnist-800" in err
+
+
+@pytest.mark.parametrize("args", [["reproduce", "--table"]])
+def test_table_of_an_empty_results_folder_says_not_run(tmp_path, capsys, args):
+    assert main([*args, "--results", str(tmp_path)]) == 0
+    assert "not run" in (tmp_path / "README.md").read_text()
