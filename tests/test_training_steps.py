@@ -241,3 +241,25 @@ def test_sgd_step_descends_threshold_of_over_responding_output():
     th0 = net.thresholds[1].copy()
     EventTrainer(net, _cfg(lam=0.0)).step_chunk(batch, np.array([label]), 0.01, 0.0)
     assert net.thresholds[1][winner] > th0[winner]
+
+
+@pytest.mark.parametrize("mode", ["drive", "weight"])
+def test_lazy_columns_equal_applying_every_step_at_once(mode):
+    # The fused step keeps the regularizer's shrinkage and the floor compensation as per-neuron
+    # scale / offset and folds them into W at the end of its call. One call over 6 samples must
+    # equal 6 calls of one sample each (each folding at once), with both mechanisms active.
+    batch, labels = _batch(n_samples=6), np.array([0, 2, 1, 1, 0, 2])
+    net_a, net_b = _net(floor=0.97), _net(floor=0.97)
+    cfg = dict(lam=0.01, floor_compensation=mode)
+    tr_a, tr_b = EventTrainer(net_a, _cfg(**cfg)), EventTrainer(net_b, _cfg(**cfg))
+    res = run_events(_net(floor=0.97), batch, train=True, rho=2e-3)
+    assert res.unmet[0].max() > 0, "test needs floor compensation"
+    c, _ = weight_regularization(_net().weights[0], 0.01, 10.0)
+    assert (0.01 * c).max() > 1e-3, "test needs a regularizer step that matters"
+    tr_a.step_chunk(batch, labels, 0.01, 2e-3)
+    for b in range(len(batch)):
+        ch, t = batch.sample(b)
+        tr_b.step_chunk(EventBatch.from_lists([ch], [t], [batch.t_end_us[b]]), labels[b:b + 1], 0.01, 2e-3)
+    for l in range(net_a.n_layers):
+        np.testing.assert_allclose(net_a.weights[l], net_b.weights[l], rtol=1e-5, atol=2e-6)
+        np.testing.assert_allclose(net_a.thresholds[l], net_b.thresholds[l], rtol=1e-5, atol=2e-6)

@@ -138,7 +138,8 @@ def row_status(name: str, run_dir: Path) -> dict:
         "window": (min(window), sum(window) / len(window), max(window)) if window else None,
         "n_window": len(window),
         "latest": (tested[-1]["epoch"], 100 * tested[-1]["test_accuracy"]) if tested else None,
-        "wall_s": sum(s.get("wall_s", 0.0) for s in record.get("sessions", [])),
+        # time spent in the recorded epochs (training + evaluation), also while a row is running
+        "wall_s": sum(r.get("epoch_wall_s", 0.0) for r in rows),
         "commits": sorted({c for s in record.get("sessions", []) for c in (s.get("commit_start"), s.get("commit_end")) if c}),
         "machines": sorted({s["machine"] for s in record.get("sessions", []) if "machine" in s}),
         "command": record.get("command", []),
@@ -187,6 +188,11 @@ def write_table(results: Path) -> Path:
         if (results / name).is_dir():
             for c in row_status(name, results / name)["command"]:
                 lines.append(f"- `{c}`")
+    others = sorted(p.name for p in results.glob("*.md") if p.name != "README.md")
+    others += sorted(f"{p.name}/" for p in results.iterdir() if p.is_dir() and p.name not in ROWS and (p / "README.md").is_file())
+    if others:
+        lines += ["", "Other records in this folder (earlier sessions, short runs; each states its command):", ""]
+        lines += [f"- [{o}]({o})" for o in others]
     out = results / "README.md"
     out.write_text("\n".join(lines) + "\n")
     return out
