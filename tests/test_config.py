@@ -52,18 +52,3 @@ def test_resolved_config_round_trips(tmp_path):
 def test_missing_file_is_a_config_error(tmp_path):
     with pytest.raises(ConfigError, match="does not exist"):
         load_config(tmp_path / "nope.toml")
-
-
-def test_schedule_follows_epochs_and_compresses_into_a_budget():
-    import math
-
-    from snnbp.train.loop import schedule
-
-    cfg = load_config(None, ["train.epochs=20", "optim.lr=0.01", "optim.rho=1e-4", "optim.decay_per_epoch=0.8"])
-    assert schedule(cfg, 3, 1e6) == pytest.approx((0.01 * 0.8 ** 3, 1e-4 * 0.8 ** 3))  # no budget: epochs only
-    cfg = load_config(None, ["train.epochs=20", "optim.lr=0.01", "optim.decay_per_epoch=0.8", "train.max_minutes=5.0",
-                             "train.decay_by_budget=true"])
-    assert schedule(cfg, 3, 10.0)[0] == pytest.approx(0.01 * 0.8 ** 3)  # ahead of the budget: the epoch schedule
-    assert schedule(cfg, 3, 150.0)[0] == pytest.approx(0.01 * 0.8 ** 10)  # half the budget used: half the decay
-    assert schedule(cfg, 7, 300.0)[0] == pytest.approx(0.01 * 0.8 ** 20)  # budget spent: the final decay
-    assert math.isfinite(schedule(cfg, 0, 0.0)[0])

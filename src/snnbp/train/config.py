@@ -83,7 +83,6 @@ class TrainConfig:
     epochs: int = 200
     warmup_ms: float = 0.0  # >0: first epoch uses this presentation length (200 for 2-hidden-layer nets)
     max_minutes: float = 0.0  # stop training after this wall time (0 = no limit); a final eval follows
-    decay_by_budget: bool = False  # with max_minutes: decay lr/rho by the budget used when ahead of the epochs
     eval_every: int = 1  # evaluate on the test set every n epochs (and always at the end)
     eval_last: int = 20  # ...and after each of the last n epochs (for the [min, mean, max] statistic)
     chunk: int = 2000  # samples per compiled call (progress granularity)

@@ -97,22 +97,6 @@ def _drop_unfinished_rows(metrics_path: Path, done_epochs: int) -> None:
         os.replace(tmp, metrics_path)
 
 
-def schedule(cfg: Config, epoch: int, train_wall_s: float) -> tuple[float, float]:
-    """(lr, rho) for the next chunk: both times decay_per_epoch ** position (method.md 5).
-
-    position = the epoch index; with train.decay_by_budget and a train.max_minutes budget, the larger
-    of that and epochs x (training time so far / budget), so a machine too slow to finish the schedule
-    within the budget still reaches the schedule's final decay when the budget ends (a fast machine
-    follows the epoch schedule exactly).
-    """
-    tc, oc = cfg.train, cfg.optim
-    pos = float(epoch)
-    if tc.decay_by_budget and tc.max_minutes > 0:
-        pos = max(pos, tc.epochs * train_wall_s / (60.0 * tc.max_minutes))
-    decay = oc.decay_per_epoch ** pos
-    return oc.lr * decay, oc.rho * decay
-
-
 def _check_health(net: Network, stats: ChunkStats, cfg: Config, presentation_ms: float) -> str | None:
     for l, (w, th) in enumerate(zip(net.weights, net.thresholds)):
         if not (np.isfinite(w).all() and np.isfinite(th).all()):
@@ -133,9 +117,6 @@ def train(cfg: Config, out_dir: Path, resume: bool = False, progress_bar: bool =
     is_main = dist.is_main
     log = log if is_main else (lambda *a, **k: None)
     progress_bar = progress_bar and is_main
-    if cfg.train.decay_by_budget and dist.is_distributed:
-        raise ConfigError("train.decay_by_budget follows each process's own clock, so torchrun ranks would disagree "
-                          "on the learning rate; set train.decay_by_budget = false under torchrun")
     evaluate = make_evaluator(cfg, dist)
     source = make_source(cfg.data, cfg.train.seed)
     prog = Progress()
@@ -178,8 +159,8 @@ def train(cfg: Config, out_dir: Path, resume: bool = False, progress_bar: bool =
     stopped_early = False
     while prog.epoch < tc.epochs:
         epoch = prog.epoch
-        lr, rho = schedule(cfg, epoch, prog.train_wall_s)
-        lr_epoch, rho_epoch = lr, rho
+        decay = oc.decay_per_epoch ** epoch
+        lr, rho = oc.lr * decay, oc.rho * decay
         pres_ms = tc.warmup_ms if (epoch == 0 and tc.warmup_ms > 0) else getattr(source, "train_ms", 0.0)
         order = np.random.default_rng([tc.seed, epoch]).permutation(n_train)
         total = None
@@ -194,7 +175,6 @@ def train(cfg: Config, out_dir: Path, resume: bool = False, progress_bar: bool =
                 idx = order[prog.next_sample: prog.next_sample + tc.chunk]
                 batch = source.train_batch(idx, epoch, pres_ms or None)
                 t0 = time.perf_counter()
-                lr, rho = schedule(cfg, epoch, prog.train_wall_s)
                 st = trainer.step_chunk(batch, source.train_labels[idx], lr, rho)
                 prog.train_wall_s += time.perf_counter() - t0
                 problem = _check_health(net, st, cfg, pres_ms or 300.0)
@@ -215,10 +195,8 @@ def train(cfg: Config, out_dir: Path, resume: bool = False, progress_bar: bool =
             raise
         bar.close()
         epoch_done = prog.next_sample >= n_train
-        record = {"epoch": epoch + 1, "lr": lr_epoch, "rho": rho_epoch, "presentation_ms": pres_ms,
+        record = {"epoch": epoch + 1, "lr": lr, "rho": rho, "presentation_ms": pres_ms,
                   "epoch_wall_s": round(time.perf_counter() - t_epoch, 2), "train_wall_s": round(prog.train_wall_s, 2)}
-        if tc.decay_by_budget:
-            record["lr_end"] = lr
         if total is not None:
             record.update(train_loss=total.loss / total.samples, train_accuracy=total.correct / total.samples,
                           train_samples=total.samples, train_synops_per_sample=total.synops / total.samples,
