@@ -81,6 +81,24 @@ class EventTrainer:
             for p, g in zip(self._w_t + self._th_t, self._grad_w + self._grad_th):
                 p.grad = torch.from_numpy(g)
 
+    def _optimizer_step(self) -> None:
+        """torch.optim step on one intra-op thread.
+
+        The step is a memory-bound sweep over the parameters; run right after numba's parallel forward
+        pass, torch's thread pool fought numba's workers for the cores and the fused Adam step took
+        3 ms instead of 0.4 ms on this 784-800-10 network (2 cores; main job +47 % samples/s,
+        benchmarks/README.md).
+        """
+        n = torch.get_num_threads()
+        if n == 1:
+            self.optimizer.step()
+            return
+        torch.set_num_threads(1)
+        try:
+            self.optimizer.step()
+        finally:
+            torch.set_num_threads(n)
+
     def set_learning_rate(self, lr: float) -> None:
         self.lr = lr
         if self.optimizer is not None:
@@ -137,7 +155,7 @@ class EventTrainer:
             p.gamma, p.sigma, float(c.lam), float(c.beta), bool(c.normalize),
             tuple(self._grad_w), tuple(self._grad_th), deltas, stats,
         )
-        self.optimizer.step()
+        self._optimizer_step()
         mode = FLOOR_MODES[c.floor_compensation]
         for l in range(net.n_layers):
             # Per-sample homeostasis at full strength: the batch's threshold changes are summed.
