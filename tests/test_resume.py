@@ -33,6 +33,21 @@ def _metrics(run):
     return [{k: v for k, v in r.items() if k not in VOLATILE} for r in rows]
 
 
+def _interrupt_at_chunk(monkeypatch, n):
+    """Make the n-th training chunk raise KeyboardInterrupt (as Ctrl-C would); returns the real method."""
+    real = trainer_mod.EventTrainer.step_chunk
+    calls = {"n": 0}
+
+    def flaky(self, *a, **k):
+        calls["n"] += 1
+        if calls["n"] == n:
+            raise KeyboardInterrupt
+        return real(self, *a, **k)
+
+    monkeypatch.setattr(trainer_mod.EventTrainer, "step_chunk", flaky)
+    return real
+
+
 def _same_model(a, b):
     ta, _ = load_tensors(a / "model.safetensors")
     tb, _ = load_tensors(b / "model.safetensors")
@@ -55,16 +70,7 @@ def test_stopped_after_epoch_one_and_resumed_equals_uninterrupted(tmp_path, caps
 
 def test_interrupted_mid_epoch_and_resumed_equals_uninterrupted(tmp_path, capsys, monkeypatch):
     assert main(_args(tmp_path, "whole")) == 0
-    real = trainer_mod.EventTrainer.step_chunk
-    calls = {"n": 0}
-
-    def flaky(self, *a, **k):
-        calls["n"] += 1
-        if calls["n"] == 5:  # second chunk of epoch 2
-            raise KeyboardInterrupt
-        return real(self, *a, **k)
-
-    monkeypatch.setattr(trainer_mod.EventTrainer, "step_chunk", flaky)
+    real = _interrupt_at_chunk(monkeypatch, 5)  # second chunk of epoch 2
     assert main(_args(tmp_path, "parts")) == 130
     monkeypatch.setattr(trainer_mod.EventTrainer, "step_chunk", real)
     assert main(["train", "--resume", str(tmp_path / "parts")]) == 0
@@ -118,16 +124,7 @@ def test_resume_of_a_folder_without_a_run_is_one_clear_error(tmp_path, capsys):
 def test_adam_mid_epoch_resume_is_exact(tmp_path, capsys, monkeypatch, name):
     extra = [f'optim.name="{name}"', "optim.batch_size=5", "optim.lr_th_ratio=1.0"]
     assert main(_args(tmp_path, "whole", extra)) == 0
-    real = trainer_mod.EventTrainer.step_chunk
-    calls = {"n": 0}
-
-    def flaky(self, *a, **k):
-        calls["n"] += 1
-        if calls["n"] == 4:
-            raise KeyboardInterrupt
-        return real(self, *a, **k)
-
-    monkeypatch.setattr(trainer_mod.EventTrainer, "step_chunk", flaky)
+    real = _interrupt_at_chunk(monkeypatch, 4)
     assert main(_args(tmp_path, "parts", extra)) == 130
     monkeypatch.setattr(trainer_mod.EventTrainer, "step_chunk", real)
     assert main(["train", "--resume", str(tmp_path / "parts")]) == 0

@@ -53,7 +53,7 @@ def _homeostasis(th, spikers, first, stop, rho, floor, unmet):
     (water-filling: equal extra shares, capped at each neuron's distance to the floor). So the sum
     of the layer's thresholds is conserved unless every neuron sits at the floor. Without this
     redistribution the floor breaks the zero sum and the thresholds ratchet upward (measured:
-    mean hidden V_th 0.19 -> 2.4 in 3 epochs, results/paper-protocol.md).
+    mean hidden V_th 0.19 -> 2.4 in 3 epochs, results/paper-protocol-short/README.md, run `base`).
     """
     N = th.shape[0]
     n_s = stop - first

@@ -244,16 +244,6 @@ def weight_regularization(W, lam, beta):
 
 
 @numba.njit(cache=True)
-def scale_columns(W, s):
-    """W[:, i] *= s[i] in place (row-major sweep, so memory is read once)."""
-    M, N = W.shape
-    for k in range(M):
-        row = W[k]
-        for i in range(N):
-            row[i] *= s[i]
-
-
-@numba.njit(cache=True)
 def add_scaled_columns(G, W, c, coef):
     """G[:, i] += coef * c[i] * W[:, i] (adds the regularizer gradient into a gradient buffer)."""
     M, N = W.shape
