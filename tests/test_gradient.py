@@ -325,7 +325,7 @@ def test_initialization_statistics():
     for l, (M, alpha) in enumerate(((784, 3.0), (800, 7.0))):
         W = net.weights[l].astype(np.float64)
         b = math.sqrt(3.0 / M)
-        assert net.weights[l].dtype == np.float32 and net.thresholds[l].dtype == np.float32
+        assert net.weights[l].dtype == np.float32 and net.thresholds[l].dtype == np.float64
         assert np.abs(W).max() <= b + 1e-7
         assert np.abs(W).max() > 0.99 * b  # fills the whole interval
         assert abs(W.mean()) < 0.02 * b

@@ -113,7 +113,10 @@ class Network:
     n_inputs:    number of input channels (784 for MNIST, 2312 for N-MNIST)
     weights:     per layer, (M_l, N_l) float32, M_0 = n_inputs, M_l = N_{l-1};
                  conv layers (C, C_in, K, K)
-    thresholds:  per layer, (N_l,) float32, V_th > 0; conv layers (C, 1, 1), one per feature map
+    thresholds:  per layer, (N_l,) float64, V_th > 0; conv layers (C, 1, 1), one per feature map.
+                 float64 although weights are float32: late in the paper's schedule the homeostasis
+                 and threshold steps (~1e-8) are below float32 resolution of V_th ~ 1 and rounded
+                 away unevenly (events/kernels._homeostasis); given float32 arrays are converted.
     kappas:      per layer WTA strength (0 = no WTA; conv: across the maps at each location)
     floors:      per layer lower bound on V_th (method.md 4.4, threshold floor)
     input_shape: (P, H, W) of the input channels, layered networks only
@@ -130,6 +133,7 @@ class Network:
     layers: list[str] | None = None
 
     def __post_init__(self) -> None:
+        self.thresholds = [np.ascontiguousarray(t, dtype=np.float64) for t in self.thresholds]
         if self.input_shape is not None:
             self.input_shape = tuple(int(v) for v in self.input_shape)
         if self.layers is not None:
@@ -312,7 +316,7 @@ class Network:
         return Network(
             int(header["n_inputs"]),
             [np.ascontiguousarray(tensors[f"layer{l}.weight"], dtype=np.float32) for l in range(n)],
-            [np.ascontiguousarray(tensors[f"layer{l}.threshold"], dtype=np.float32) for l in range(n)],
+            [np.ascontiguousarray(tensors[f"layer{l}.threshold"], dtype=np.float64) for l in range(n)],
             [float(k) for k in header["kappas"]],
             [float(f) for f in header["floors"]],
             NeuronParams(**header["neuron"]),

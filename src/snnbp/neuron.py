@@ -85,8 +85,12 @@ def init_weights(fan_in: int, n_out: int, rng: np.random.Generator) -> np.ndarra
 
 
 def init_thresholds(fan_in: int, n_out: int, alpha: float) -> np.ndarray:
-    """Thresholds (n_out,) float32 = alpha * sqrt(3/M) with alpha in [3, 10] (eq. 10)."""
-    return np.full(n_out, alpha * init_weight_bound(fan_in), dtype=np.float32)
+    """Thresholds (n_out,) float64 = alpha * sqrt(3/M) with alpha in [3, 10] (eq. 10).
+
+    The value is rounded to float32 first, so a network starts from the thresholds it had when they
+    were stored in float32 (same seeds, same initial spikes as earlier records).
+    """
+    return np.full(n_out, np.float32(alpha * init_weight_bound(fan_in)), dtype=np.float64)
 
 
 # ---- tensor forms for the dense engine --------------------------------------------------------

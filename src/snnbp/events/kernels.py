@@ -23,7 +23,9 @@ layer receives one event from source j at time t, every neuron i of the layer:
      neuron's weights instead (``_homeostasis``, gradient.lee2016.enforce_floor).
 
 Thresholds, resets and inhibition use the threshold in force when the spike happens; homeostasis
-acts on a sample-local copy of the thresholds, which the trainer commits after the sample.
+acts on a sample-local copy of the thresholds, which the trainer commits after the sample. The
+network's thresholds are float64 (model.Network); integration compares float32 potentials against a
+float32 mirror of them, homeostasis accumulates in float64 (``_homeostasis`` says why).
 
 Traces (3.1) are kept incrementally, decayed on access: x_k for input channels, a_i for neurons;
 both include events at t <= t_end and are read at t_end. Memory is O(neurons + synapses), not
@@ -43,7 +45,7 @@ from snnbp.neuron import decay_factor, refractory_weight
 
 
 @numba.njit(cache=True)
-def _homeostasis(th, spikers, first, stop, rho, floor, unmet):
+def _homeostasis(th, th64, spikers, first, stop, rho, floor, unmet):
     """Threshold homeostasis after one input event that made n_s = stop - first neurons fire (4.4).
 
     Each firing neuron's threshold rises by rho N; then the layer gives back the same total,
@@ -54,38 +56,45 @@ def _homeostasis(th, spikers, first, stop, rho, floor, unmet):
     of the layer's thresholds is conserved unless every neuron sits at the floor. Without this
     redistribution the floor breaks the zero sum and the thresholds ratchet upward (measured:
     mean hidden V_th 0.19 -> 2.4 in 3 epochs, results/paper-protocol-short/README.md, run `base`).
+
+    The arithmetic is float64 on ``th64`` (N,), then mirrored into the float32 ``th`` the
+    integration reads. Late in the paper's schedule rho n_s (~1e-8) is below half a float32 ulp of
+    a threshold near 1 (6e-8) while the spiker's rise rho N is not: in float32 every decrement
+    rounded away and the sum only climbed (results/mnist-800: hidden V_th 0.82 -> 1.2 and output
+    spikes 1.8 -> 1.1 per sample over the last 40 epochs).
     """
-    N = th.shape[0]
+    N = th64.shape[0]
     n_s = stop - first
     up = rho * N
     for s in range(first, stop):
-        th[spikers[s]] += up
-    down = np.float32(rho * n_s)
-    f32 = np.float32(floor)
+        th64[spikers[s]] += up
+    down = rho * n_s
     refused = 0.0
     n_open = 0
     for i in range(N):  # selects, not branches, so the loop vectorizes
-        v = th[i] - down
-        below = v < f32
-        r = (f32 - v) if below else np.float32(0.0)
+        v = th64[i] - down
+        below = v < floor
+        r = (floor - v) if below else 0.0
         unmet[i] += r
         refused += r
-        th[i] = f32 if below else v
-        n_open += np.int32(v > f32)
+        th64[i] = floor if below else v
+        n_open += np.int32(v > floor)
     # Spread what the floor refused over the neurons still above it (a few passes at most).
     for _ in range(16):
         if refused <= 0.0 or n_open == 0:
             break
-        share = np.float32(refused / n_open)
+        share = refused / n_open
         taken = 0.0
         n_open = 0
         for i in range(N):
-            room = th[i] - f32
-            d = share if share < room else (room if room > 0.0 else np.float32(0.0))
-            th[i] -= d
+            room = th64[i] - floor
+            d = share if share < room else (room if room > 0.0 else 0.0)
+            th64[i] -= d
             taken += d
             n_open += np.int32(room - d > 0.0)
         refused -= taken
+    for i in range(N):
+        th[i] = np.float32(th64[i])
 
 
 @numba.njit(cache=True, fastmath={"reassoc"})
@@ -111,7 +120,7 @@ def _integrate(V, row, off, wdyn, th, d32):
 
 
 @numba.njit(cache=True)
-def _layer_event(W, off, j, t, V, th, state, last_spike, wdyn, cs, refr, in_refr, a_val, a_t, count,
+def _layer_event(W, off, j, t, V, th, th64, state, last_spike, wdyn, cs, refr, in_refr, a_val, a_t, count,
                  kappa, floor, gamma, tau_us, tref_us, wd0, train, rho, unmet, out_buf, n_out):
     """One input event from source j at time t into one fully connected layer (steps 1-6 above).
 
@@ -121,6 +130,8 @@ def _layer_event(W, off, j, t, V, th, state, last_spike, wdyn, cs, refr, in_refr
     into the dynamic weight, wdyn[i] = w_dyn,i cs[i].
     Spiking neuron indices are appended to ``out_buf`` from position n_out; returns the new
     (out_buf, n_out, n_spikes). ``out_buf`` grows when full.
+    th (N,) float32: the thresholds spiking, reset and inhibition use; th64 (N,) float64: the same
+    thresholds at full precision, where homeostasis accumulates (``_homeostasis``).
     """
     N = V.shape[0]
     d = decay_factor(t - state[0], tau_us)
@@ -188,7 +199,7 @@ def _layer_event(W, off, j, t, V, th, state, last_spike, wdyn, cs, refr, in_refr
             V[i] = v if v > -th[i] else -th[i]
     # Step 6: threshold homeostasis (training only).
     if train and rho > 0.0:
-        _homeostasis(th, out_buf, n_out - n_s, n_out, rho, floor, unmet)
+        _homeostasis(th, th64, out_buf, n_out - n_s, n_out, rho, floor, unmet)
     return out_buf, n_out, n_s
 
 
@@ -212,7 +223,7 @@ def simulate_sample(weights, col_scales, col_offsets, thresholds, kappas, floors
                     spike_log, n_logged):
     """Run one presentation; write sample b's row of every output array; return synaptic ops.
 
-    weights:     tuple of (M_l, N_l) float32; thresholds: tuple of (N_l,) float32 (not modified)
+    weights:     tuple of (M_l, N_l) float32; thresholds: tuple of (N_l,) float64 (not modified)
     col_scales, col_offsets: tuples of (N_l,) float32: effective weights are
                  (weights[l] + col_offsets[l]) * col_scales[l] (per column); ones / zeros except inside
                  the fused SGD step, which keeps the eq. 13 shrinkage and the floor compensation lazily
@@ -231,7 +242,8 @@ def simulate_sample(weights, col_scales, col_offsets, thresholds, kappas, floors
     M0 = weights[0].shape[0]
     # Per-layer state; lists of arrays are fine in nopython mode.
     V = [np.zeros(weights[l].shape[1], np.float32) for l in range(L)]
-    th = [thresholds[l].copy() for l in range(L)]
+    th64 = [thresholds[l].copy() for l in range(L)]  # sample-local; homeostasis acts here
+    th = [thresholds[l].astype(np.float32) for l in range(L)]  # what integration compares against
     last_spike = [np.full(weights[l].shape[1], -1e300) for l in range(L)]
     wdyn = [col_scales[l].astype(np.float32) for l in range(L)]  # copy: w_dyn = 1 times the scale
     refr = [np.empty(weights[l].shape[1], np.int32) for l in range(L)]
@@ -242,7 +254,7 @@ def simulate_sample(weights, col_scales, col_offsets, thresholds, kappas, floors
     unmet = [np.zeros(weights[l].shape[1], np.float64) for l in range(L)]
     state = [np.zeros(2, np.float64) for l in range(L)]
     bufs = [np.empty(max(16, weights[l].shape[1]), np.int32) for l in range(L)]
-    W0, V0, th0, state0, last_spike0 = weights[0], V[0], th[0], state[0], last_spike[0]
+    W0, V0, th0, th64_0, state0, last_spike0 = weights[0], V[0], th[0], th64[0], state[0], last_spike[0]
     wdyn0, refr0, in_refr0, a_val0, a_t0 = wdyn[0], refr[0], in_refr[0], a_val[0], a_t[0]
     cs0, off0 = col_scales[0], col_offsets[0]
     count0, unmet0, buf0 = count[0], unmet[0], bufs[0]
@@ -269,7 +281,7 @@ def simulate_sample(weights, col_scales, col_offsets, thresholds, kappas, floors
         # because taking an array out of a list costs reference counting on every event.
         synops += N0
         buf0, n_cur, n_s = _layer_event(
-            W0, off0, k, t, V0, th0, state0, last_spike0, wdyn0, cs0, refr0, in_refr0, a_val0, a_t0, count0,
+            W0, off0, k, t, V0, th0, th64_0, state0, last_spike0, wdyn0, cs0, refr0, in_refr0, a_val0, a_t0, count0,
             kappa0, floor0, gamma, tau_us, tref_us, wd0, train, rho, unmet0, buf0, 0)
         if kappa0 != 0.0:
             synops += n_s * (N0 - 1)
@@ -285,7 +297,7 @@ def simulate_sample(weights, col_scales, col_offsets, thresholds, kappas, floors
             for s in range(n_cur):
                 synops += N
                 buf, n_out, n_s = _layer_event(
-                    weights[l], col_offsets[l], cur[s], t, V[l], th[l], state[l], last_spike[l], wdyn[l], col_scales[l], refr[l],
+                    weights[l], col_offsets[l], cur[s], t, V[l], th[l], th64[l], state[l], last_spike[l], wdyn[l], col_scales[l], refr[l],
                     in_refr[l], a_val[l], a_t[l], count[l], kappas[l], floors[l], gamma, tau_us,
                     tref_us, wd0, train, rho, unmet[l], buf, n_out)
                 if kappas[l] != 0.0:
@@ -310,7 +322,7 @@ def simulate_sample(weights, col_scales, col_offsets, thresholds, kappas, floors
         for i in range(a_val[l].shape[0]):
             a_out[l][b, i] = a_val[l][i] * decay_factor(t_end - a_t[l][i], tau_us) if a_val[l][i] != 0.0 else 0.0
             count_out[l][b, i] = count[l][i]
-            dth_out[l][b, i] = th[l][i] - thresholds[l][i]
+            dth_out[l][b, i] = th64[l][i] - thresholds[l][i]
             unmet_out[l][b, i] = unmet[l][i]
     return synops
 
