@@ -28,10 +28,10 @@ import json, sys, time
 import numba, numpy as np, torch
 torch.set_num_threads(1)
 numba.set_num_threads(1)
-from snnbp.train.config import load_config
+from snnbp.config import load_config
 from snnbp.train.engines import make_trainer
 from snnbp.train.loop import build_network
-from snnbp.train.sources import make_source
+from snnbp.data.sources import make_source
 cfg = load_config(sys.argv[1], ["data.train_limit=4000"])
 src = make_source(cfg.data, 0)
 net = build_network(cfg, src.n_inputs)
@@ -48,7 +48,7 @@ rates = sorted(rate(100, lambda: tr.step_chunk(b, lab, 1e-3, 0.0)) for _ in rang
 print(json.dumps({"conv training": rates[1]}))
 """),
     "event": (ROOT / "src/snnbp/configs/quick-mnist-800.toml", SETUP + r"""
-from snnbp.events.engine import run_events
+from snnbp.event_engine.engine import run_events
 b, lab = src.train_batch(np.arange(2000), 0), src.train_labels[:2000]
 tr.step_chunk(b, lab, 1.5e-3, 1e-4)
 train = rate(2000, lambda: tr.step_chunk(b, lab, 1.5e-3, 1e-4))

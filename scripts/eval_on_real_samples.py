@@ -14,8 +14,8 @@ import numpy as np
 
 from snnbp.data.events import NMNIST_SENSOR, EventBatch, events_to_channels
 from snnbp.data.nmnist import NMNIST
-from snnbp.events.engine import run_events
-from snnbp.model import load_network
+from snnbp.event_engine.engine import run_events
+from snnbp.serialization import load_network
 
 
 def main() -> None:

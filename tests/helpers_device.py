@@ -3,7 +3,7 @@
 The dense engine's entry points take ``device="cpu"`` by default (DenseSNN.from_network, DenseTrainer,
 DenseEngine, DenseInput.from_events, bin_events, ...), and the tests call them without a device. To run
 the same tests on a GPU, without editing them, conftest.py swaps the default of every parameter named
-``device`` whose default is "cpu" in the modules of ``snnbp.dense`` (found here, so functions added
+``device`` whose default is "cpu" in the dense engine and its trainer (DENSE_MODULES; found here, so functions added
 later are covered too) and makes the test's own tensors (torch.zeros(...) frames, expected values) land
 on that device with torch.set_default_device. Explicit ``device=`` arguments are left alone.
 """
@@ -58,13 +58,25 @@ def _functions(mod):
                     yield fn
 
 
-def device_default_patches(device: str, package: str = "snnbp.dense") -> list[tuple[object, str, object]]:
-    """(function, '__defaults__' or '__kwdefaults__', new value) for every function of ``package``'s
-    modules with a parameter ``device`` that defaults to "cpu"; the new value defaults it to ``device``."""
-    pkg = importlib.import_module(package)
+DENSE_MODULES = ("snnbp.dense", "snnbp.train.dense_trainer")  # the engine package and its trainer
+
+
+def _modules(targets):
+    for name in targets:
+        mod = importlib.import_module(name)
+        if hasattr(mod, "__path__"):  # a package: every module in it
+            for info in pkgutil.iter_modules(mod.__path__):
+                yield importlib.import_module(f"{name}.{info.name}")
+        else:
+            yield mod
+
+
+def device_default_patches(device: str, targets=DENSE_MODULES) -> list[tuple[object, str, object]]:
+    """(function, '__defaults__' or '__kwdefaults__', new value) for every function of ``targets``
+    (packages or modules) with a parameter ``device`` that defaults to "cpu"; the new value
+    defaults it to ``device``."""
     patches = []
-    for info in pkgutil.iter_modules(pkg.__path__):
-        mod = importlib.import_module(f"{package}.{info.name}")
+    for mod in _modules(targets):
         for fn in _functions(mod):
             params = inspect.signature(fn).parameters
             p = params.get("device")

@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 import torch
 
-from snnbp import bench, bench_specs, bench_workloads
-from snnbp.baselines.bptt import BPTTNet, make_optimizer, poisson_frames, predict, train_step
+from snnbp.bench import harness as bench, specs as bench_specs, workloads as bench_workloads
+from snnbp.bench.bptt_baseline import BPTTNet, make_optimizer, poisson_frames, predict, train_step
 from snnbp.errors import ConfigError
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from snnbp.errors import ConfigError
-from snnbp.train.config import load_config, parse_override, to_toml
+from snnbp.config import load_config, parse_override, to_toml
 
 
 def test_overrides_parse_toml_values():

@@ -17,11 +17,13 @@ from snnbp.dense.frames import DenseInput
 from snnbp.dense.layers import SpikingLinear
 from snnbp.dense.lee2016_function import _norm_gain, backprop_deltas, layer_gradients
 from snnbp.dense.model import DenseSNN
-from snnbp.dense.trainer import DenseTrainer
+from snnbp.train.dense_trainer import DenseTrainer
 from snnbp.errors import ConfigError
-from snnbp.model import Network, load_network, parse_layers, save_network
+from snnbp.model import Network
+from snnbp.serialization import load_network, save_network
+from snnbp.architecture import parse_layers
 from snnbp.neuron import NeuronParams
-from snnbp.train.config import OptimConfig, load_config
+from snnbp.config import OptimConfig, load_config
 
 NEURON = NeuronParams(tau_mp_ms=20.0, t_ref_ms=1.0)
 D = math.exp(-1.0 / 20.0)  # decay per 1 ms step

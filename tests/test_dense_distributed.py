@@ -15,11 +15,11 @@ import torch
 
 from snnbp.data.events import EventBatch
 from snnbp.dense.distributed import DistContext, context_from_env, init_distributed
-from snnbp.dense.trainer import DenseTrainer
+from snnbp.train.dense_trainer import DenseTrainer
 from snnbp.errors import ConfigError
 from snnbp.model import Network
 from snnbp.neuron import NeuronParams
-from snnbp.train.config import OptimConfig
+from snnbp.config import OptimConfig
 
 M = 30
 CHUNKS = (9, 6)  # 9 samples = global batches of 4 + 4 + 1: the last one leaves rank 1 with no sample
@@ -121,7 +121,7 @@ def test_torchrun_cli_two_processes_equal_one(tmp_path):
     assert two.returncode == 0, two.stderr[-2000:]
     summaries = [l for l in two.stdout.splitlines() if l.startswith("{")]
     assert len(summaries) == 1  # only rank 0 reports
-    from snnbp.model import load_network
+    from snnbp.serialization import load_network
 
     a, _ = load_network(tmp_path / "one" / "model.safetensors")
     b, _ = load_network(tmp_path / "two" / "model.safetensors")

@@ -39,7 +39,7 @@ from snnbp.data.events import EventBatch
 from snnbp.dense.engine import DenseForward
 from snnbp.dense.lee2016_function import Lee2016Function, Lee2016Rule, lee2016_gradients, max_normalize
 from snnbp.dense.model import DenseSNN
-from snnbp.events.engine import run_events
+from snnbp.event_engine.engine import run_events
 from snnbp.model import Network
 from snnbp.neuron import NeuronParams
 from snnbp.train.event_steps import batch_gradients

@@ -12,15 +12,15 @@ from snnbp.data.events import EventBatch
 from snnbp.dense.bptt import SurrogateBPTT
 from snnbp.dense.lee2016_function import Lee2016Rule
 from snnbp.dense.model import DenseSNN
-from snnbp.dense.trainer import DenseEngine, DenseTrainer, enforce_floor_
+from snnbp.train.dense_trainer import DenseEngine, DenseTrainer, enforce_floor_
 from snnbp.errors import ConfigError
 from snnbp.gradient.lee2016 import FLOOR_MODES, enforce_floor, floor_raise_per_unit
 from snnbp.model import Network
 from snnbp.neuron import NeuronParams
-from snnbp.train.config import OptimConfig, load_config
+from snnbp.config import OptimConfig, load_config
 from snnbp.train.engines import make_rule, make_trainer
 from snnbp.train.event_steps import batch_gradients
-from snnbp.train.trainer import EventTrainer
+from snnbp.train.event_trainer import EventTrainer
 
 M = 30
 
@@ -222,8 +222,8 @@ def test_train_loop_with_the_dense_engine(tmp_path):
     assert len(rows) == 2 and all(np.isfinite(r["train_loss"]) for r in rows)
     # Evaluation ran on the dense engine: same numbers as DenseEngine on the saved model.
     from snnbp.metrics.evaluate import evaluate
-    from snnbp.model import load_network
-    from snnbp.train.sources import make_source
+    from snnbp.serialization import load_network
+    from snnbp.data.sources import make_source
 
     net, _ = load_network(tmp_path / "run" / "model.safetensors")
     ev = evaluate(net, make_source(cfg.data, cfg.train.seed), engine=DenseEngine(1.0), progress_bar=False)
@@ -232,7 +232,7 @@ def test_train_loop_with_the_dense_engine(tmp_path):
 
 def test_dense_resume_equals_uninterrupted_training(tmp_path):
     """Stop after epoch 1, resume to epoch 2 (optimizer state from the checkpoint): same model as 2 epochs."""
-    from snnbp.model import load_network
+    from snnbp.serialization import load_network
     from snnbp.train.loop import run_from_args
 
     _tiny_mnist(tmp_path / "data")

@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 
 from snnbp.data.events import EventBatch
-from snnbp.events.engine import run_events
+from snnbp.event_engine.engine import run_events
 from snnbp.model import Network
 from snnbp.neuron import NeuronParams
 

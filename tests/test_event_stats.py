@@ -8,12 +8,12 @@ import json
 import numpy as np
 import pytest
 
-from snnbp.data import cli_compare
+from snnbp.cli import data_compare as cli_compare
 from snnbp.data.event_stats import compare, dataset_statistics, describe_source, nmnist_files
 from snnbp.data.events import EVENT_DTYPE, NMNIST_SENSOR, SensorSize
 from snnbp.data.nmnist_format import write_events
 from snnbp.errors import DataError
-from snnbp.report import cli_show
+from snnbp.cli import show as cli_show
 from snnbp.report.events_plot import animate_events, plot_event_frames, plot_spike_raster
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"

@@ -33,7 +33,7 @@ def test_device_variable_parsing_and_checks():
 def test_every_dense_entry_point_with_a_cpu_default_is_switched(monkeypatch):
     from snnbp.dense.frames import DenseInput, bin_events
     from snnbp.dense.model import DenseSNN
-    from snnbp.dense.trainer import DenseEngine, DenseTrainer
+    from snnbp.train.dense_trainer import DenseEngine, DenseTrainer
 
     patches = helpers_device.device_default_patches("cuda")
     found = {fn.__qualname__ for fn, _, _ in patches}

@@ -15,7 +15,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from snnbp.data import cli_mnist, mnist
+from snnbp.cli import data_mnist as cli_mnist
+from snnbp.data import mnist
 from snnbp.data.idx import encode_idx, read_idx, write_idx
 from snnbp.data.mnist import (
     FILE_NAMES,

@@ -9,8 +9,8 @@ import numpy as np
 from helpers_fake_mnist import write_fake_mnist
 from snnbp.cli import main
 from snnbp.data.synthetic_nmnist import generate_synthetic_nmnist
-from snnbp.train.config import load_config
-from snnbp.train.sources import make_source
+from snnbp.config import load_config
+from snnbp.data.sources import make_source
 
 
 def _data(tmp_path):

@@ -10,8 +10,8 @@ import pytest
 
 from helpers_fake_mnist import write_fake_mnist
 from snnbp.cli import main
-from snnbp.model import load_tensors
-from snnbp.train import trainer as trainer_mod
+from snnbp.serialization import load_tensors
+from snnbp.train import event_trainer as trainer_mod
 
 # SGD per sample (the paper's protocol), homeostasis on, 3 chunks of 20 per epoch.
 TINY = ["model.hidden=[30]", "model.alpha=[2.0]", "train.epochs=3", "train.chunk=20", "train.eval_every=1",

@@ -9,13 +9,13 @@ import numpy as np
 import pytest
 
 from snnbp.data.events import EventBatch
-from snnbp.events.engine import run_events
+from snnbp.event_engine.engine import run_events
 from snnbp.model import Network
 from snnbp.neuron import NeuronParams
-from snnbp.train.config import OptimConfig
+from snnbp.config import OptimConfig
 from snnbp.gradient.lee2016 import weight_regularization
 from snnbp.train.event_steps import batch_gradients
-from snnbp.train.trainer import EventTrainer
+from snnbp.train.event_trainer import EventTrainer
 
 M, SIZES, KAPPAS = 8, (6, 3), (-0.4, -1.0)
 

@@ -6,7 +6,7 @@ winner-take-all strength kappa_l (-1 <= kappa < 0; 0 means no lateral inhibition
 one ``NeuronParams``. Arrays are float32 numpy arrays; ``torch.from_numpy`` views of them are what the
 optimizers update, so the engines and the optimizer always see the same memory.
 
-A *layered* network (``layers`` set, e.g. ["conv:20:5", "pool:2", "conv:50:5", "pool:2", "fc:200",
+A *layered* network (``layers`` set, grammar in architecture.py, e.g. ["conv:20:5", "pool:2", "conv:50:5", "pool:2", "fc:200",
 "fc:10"] on ``input_shape`` (P, H, W)) may also hold convolutional layers (dense engine only,
 dense/conv.py): a conv layer "conv:C:K" has weights (C, C_in, K, K) (torch layout, valid convolution,
 stride 1) and one threshold per feature map, stored as (C, 1, 1) so it broadcasts over the map;
@@ -14,96 +14,20 @@ stride 1) and one threshold per feature map, stored as (C, 1, 1) so it broadcast
 has no parameters of its own. The flat input channel c is the pixel (p, y, x) with
 c = (p H + y) W + x (MNIST: 1 x 28 x 28; N-MNIST: 2 x 34 x 34, data/events.py).
 
-Files are safetensors (tensors only) with a JSON header: loading never executes code.
+``tensors``/``header``/``from_parts`` give the parts a file holds; serialization.py writes and reads
+them (safetensors with a JSON header: loading never executes code).
 """
 
 from __future__ import annotations
 
-import json
-import os
-import tempfile
 import math
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
 
 import numpy as np
 
-from snnbp.errors import ConfigError, DataError
+from snnbp.architecture import LayerSpec, is_spatial, layer_io_shapes, parse_layers  # noqa: F401 (Network uses them)
+from snnbp.errors import ConfigError
 from snnbp.neuron import NeuronParams, init_thresholds, init_weight_bound, init_weights
-
-
-@dataclass(frozen=True)
-class LayerSpec:
-    """One entry of a layered network: "conv:C:K" (C maps, K x K kernel) or "fc:N", with the K x K
-    average pooling of its input that a preceding "pool:K" entry asks for (pool = 1: none)."""
-
-    kind: str  # "conv" | "fc"
-    size: int  # conv: output channels C; fc: neurons N
-    kernel: int = 0  # conv only
-    pool: int = 1
-
-    def __str__(self) -> str:
-        body = f"conv:{self.size}:{self.kernel}" if self.kind == "conv" else f"fc:{self.size}"
-        return (f"pool:{self.pool}," if self.pool > 1 else "") + body
-
-
-def parse_layers(items: list[str], key: str = "model.layers") -> list[LayerSpec]:
-    """["conv:20:5", "pool:2", ..., "fc:10"] -> one LayerSpec per spiking (conv/fc) layer.
-
-    A "pool:K" entry is folded into the layer after it. Errors name the entry (key[i]).
-    """
-    specs: list[LayerSpec] = []
-    pool = 1
-    for i, item in enumerate(items):
-        parts = str(item).strip().lower().split(":")
-        try:
-            nums = [int(p) for p in parts[1:]]
-        except ValueError:
-            nums = []
-        ok = (parts[0] == "conv" and len(nums) == 2) or (parts[0] in ("fc", "pool") and len(nums) == 1)
-        if not ok or any(n < 1 for n in nums):
-            raise ConfigError(f"{key}[{i}] = {item!r} is not a layer; use 'conv:CHANNELS:KERNEL', 'pool:K' or 'fc:N' "
-                              "with positive integers")
-        if parts[0] == "pool":
-            if pool > 1:
-                raise ConfigError(f"{key}[{i}]: two pool entries in a row; merge them into one pool:K")
-            pool = nums[0]
-            continue
-        specs.append(LayerSpec(parts[0], nums[0], nums[1] if parts[0] == "conv" else 0, pool))
-        pool = 1
-    if pool > 1:
-        raise ConfigError(f"{key} ends with a pool entry; a pool feeds the spiking layer after it")
-    if not specs or specs[-1].kind != "fc":
-        raise ConfigError(f"{key} must end with the fully connected output layer, e.g. 'fc:10'")
-    return specs
-
-
-def is_spatial(items: list[str] | None) -> bool:
-    """True when a layer list holds a conv or pool entry (such a network needs the dense engine)."""
-    return bool(items) and any(str(i).strip().lower().split(":")[0] in ("conv", "pool") for i in items)
-
-
-def layer_io_shapes(input_shape: tuple[int, ...], specs: list[LayerSpec]) -> list[tuple[tuple, tuple]]:
-    """(input shape after the layer's pooling, output shape) of every layer; ConfigError on a shape
-    that does not fit (pooling needs maps divisible by K; a kernel must fit in its input map)."""
-    cur = tuple(int(v) for v in input_shape)
-    out = []
-    for l, sp in enumerate(specs):
-        if sp.pool > 1:
-            if len(cur) != 3 or cur[1] % sp.pool or cur[2] % sp.pool:
-                raise ConfigError(f"layer {l} ({sp}): pool:{sp.pool} needs a (C, H, W) map with H and W divisible by "
-                                  f"{sp.pool}, got {cur}; change the kernel sizes or the pool size")
-            cur = (cur[0], cur[1] // sp.pool, cur[2] // sp.pool)
-        if sp.kind == "conv":
-            if len(cur) != 3 or sp.kernel > min(cur[1], cur[2]):
-                raise ConfigError(f"layer {l} ({sp}): a {sp.kernel}x{sp.kernel} kernel needs a (C, H, W) input of at "
-                                  f"least that size, got {cur}")
-            nxt = (sp.size, cur[1] - sp.kernel + 1, cur[2] - sp.kernel + 1)
-        else:
-            nxt = (sp.size,)
-        out.append((cur, nxt))
-        cur = nxt
-    return out
 
 
 @dataclass
@@ -323,55 +247,3 @@ class Network:
             tuple(header["input_shape"]) if header.get("layers") is not None else None,
             list(header["layers"]) if header.get("layers") is not None else None,
         )
-
-
-def save_tensors_atomic(path: str | Path, tensors: dict[str, np.ndarray], metadata: dict) -> None:
-    """Write a safetensors file atomically (temp file + os.replace): a crash never leaves half a file.
-
-    ``metadata`` is stored as one JSON string under the key "snnbp".
-    """
-    from safetensors.numpy import save
-
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    blob = save({k: np.ascontiguousarray(v) for k, v in tensors.items()}, metadata={"snnbp": json.dumps(metadata)})
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(blob)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def load_tensors(path: str | Path) -> tuple[dict[str, np.ndarray], dict]:
-    """Read a safetensors file written by ``save_tensors_atomic``; never executes code."""
-    from safetensors import SafetensorError
-    from safetensors.numpy import load
-
-    path = Path(path)
-    if not path.is_file():
-        raise DataError(f"checkpoint {path} does not exist; pass the path of a .safetensors file from a run directory")
-    try:
-        raw = path.read_bytes()
-        tensors = load(raw)
-        n = int.from_bytes(raw[:8], "little")
-        header = json.loads(raw[8 : 8 + n])
-        meta = json.loads(header.get("__metadata__", {}).get("snnbp", "{}"))
-    except (SafetensorError, ValueError, json.JSONDecodeError) as err:
-        raise DataError(f"checkpoint {path} is not a readable snnbp safetensors file ({err}); it may be truncated") from None
-    return tensors, meta
-
-
-def save_network(path: str | Path, net: Network, extra: dict | None = None) -> None:
-    save_tensors_atomic(path, net.tensors(), {"network": net.header(), **(extra or {})})
-
-
-def load_network(path: str | Path) -> tuple[Network, dict]:
-    tensors, meta = load_tensors(path)
-    if "network" not in meta:
-        raise DataError(f"{path} holds no snnbp network header; is it an snnbp checkpoint?")
-    return Network.from_parts(meta["network"], tensors), meta

@@ -88,6 +88,11 @@ class EventBatch:
         if np.any(self.t_end_us[nonempty] < last):
             raise ValueError("event batch: t_end precedes the last event of a sample; traces are read at t_end")
 
+    def samples(self, start: int, stop: int) -> "EventBatch":
+        """Samples start..stop-1 as a batch of views (no copy of the events)."""
+        s, e = self.offsets[start], self.offsets[stop]
+        return EventBatch(self.channels[s:e], self.times_us[s:e], self.offsets[start:stop + 1] - s, self.t_end_us[start:stop])
+
     def sample(self, b: int) -> tuple[np.ndarray, np.ndarray]:
         s, e = self.offsets[b], self.offsets[b + 1]
         return self.channels[s:e], self.times_us[s:e]

@@ -24,7 +24,7 @@ def __getattr__(name):
     elif name == "SurrogateBPTT":
         from snnbp.dense.bptt import SurrogateBPTT as v
     elif name in ("DenseTrainer", "DenseEngine"):
-        from snnbp.dense import trainer
+        from snnbp.train import dense_trainer as trainer
 
         v = getattr(trainer, name)
     elif name == "bin_events":

@@ -291,7 +291,7 @@ class SpikingPool2d(nn.Module):
 def build_layers(net) -> list[nn.Module]:
     """Dense-engine layers of a layered ``snnbp.model.Network`` (conv, fc, each maybe pooled)."""
     from snnbp.dense.layers import SpikingLinear
-    from snnbp.model import layer_io_shapes
+    from snnbp.architecture import layer_io_shapes
 
     specs = net.specs
     cur = net.input_shape

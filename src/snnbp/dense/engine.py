@@ -85,7 +85,7 @@ class DenseForward:
 
     def to_numpy(self):
         """The same numbers as an events.engine.ForwardResult (numpy, counts int32, synops int64)."""
-        from snnbp.events.engine import ForwardResult
+        from snnbp.event_engine.engine import ForwardResult
 
         f = lambda t: t.detach().cpu().numpy().astype(np.float32)  # noqa: E731
         i32 = lambda t: t.detach().cpu().round().to(torch.int32).numpy()  # noqa: E731

@@ -10,7 +10,7 @@ import time
 
 import numpy as np
 
-from snnbp.events.engine import run_events
+from snnbp.event_engine.engine import run_events
 from snnbp.model import Network
 
 
@@ -19,7 +19,7 @@ def evaluate(net: Network, source, chunk: int = 1000, readout_ms: np.ndarray | N
     """Accuracy of argmax(output counts) over the source's test set.
 
     engine: ``engine(net, batch, readout_times_us=...) -> ForwardResult``; default the event engine
-    (``run_events``); ``snnbp.dense.trainer.DenseEngine`` runs the dense engine instead.
+    (``run_events``); ``snnbp.train.dense_trainer.DenseEngine`` runs the dense engine instead.
 
     readout_ms: optional times (ms) at which accuracy and synops-so-far are also reported, giving
     the accuracy-vs-latency and accuracy-vs-operations curves.

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from snnbp.errors import ConfigError
 from snnbp.model import Network
-from snnbp.train.config import Config
+from snnbp.config import Config
 
 
 def make_rule(cfg: Config):
@@ -45,10 +45,10 @@ def make_trainer(cfg: Config, net: Network, dist=None):
     """EventTrainer or DenseTrainer for ``net``, as the config says."""
     check_engine(cfg.train.engine, net)
     if cfg.train.engine == "dense":
-        from snnbp.dense.trainer import DenseTrainer
+        from snnbp.train.dense_trainer import DenseTrainer
 
         return DenseTrainer(net, cfg.optim, cfg.train.dt_ms, cfg.train.device, make_rule(cfg), dist)
-    from snnbp.train.trainer import EventTrainer
+    from snnbp.train.event_trainer import EventTrainer
 
     return EventTrainer(net, cfg.optim)
 
@@ -59,7 +59,7 @@ def make_evaluator(cfg: Config, dist=None):
 
     engine = None
     if cfg.train.engine == "dense":
-        from snnbp.dense.trainer import DenseEngine
+        from snnbp.train.dense_trainer import DenseEngine
 
         device = dist.device(cfg.train.device) if dist is not None else cfg.train.device
         engine = DenseEngine(cfg.train.dt_ms, device)

@@ -13,7 +13,7 @@ from __future__ import annotations
 import numba
 import numpy as np
 
-from snnbp.events.kernels import simulate_sample
+from snnbp.event_engine.kernels import simulate_sample
 from snnbp.gradient.lee2016 import (
     accumulate_sample_gradients,
     add_scaled_columns,

@@ -35,14 +35,15 @@ from pathlib import Path
 import numpy as np
 
 from snnbp.errors import ConfigError, RunFinished, TrainingDiverged
-from snnbp.model import Network, is_spatial, parse_layers
+from snnbp.model import Network
+from snnbp.architecture import is_spatial, parse_layers
 from snnbp.neuron import NeuronParams
-from snnbp.train.checkpoint import FINAL, LAST, load_checkpoint, save_checkpoint
-from snnbp.train.config import Config, load_config, to_dict, to_toml
+from snnbp.serialization import FINAL, LAST, load_checkpoint, save_checkpoint
+from snnbp.config import Config, load_config, to_dict, to_toml
 from snnbp.train.engines import make_evaluator, make_trainer, run_context
-from snnbp.train.sources import make_source
+from snnbp.data.sources import make_source
 from snnbp.metrics.health import epoch_health
-from snnbp.train.trainer import ChunkStats
+from snnbp.train.event_trainer import ChunkStats
 
 
 def build_network(cfg: Config, n_inputs: int) -> Network:
@@ -220,7 +221,7 @@ def train(cfg: Config, out_dir: Path, resume: bool = False, progress_bar: bool =
         if stopped_early:
             log(f"stopped after train.max_minutes={tc.max_minutes} of training")
             break
-    from snnbp.model import save_network
+    from snnbp.serialization import save_network
 
     if not is_main:
         return {}

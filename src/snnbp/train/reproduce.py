@@ -60,14 +60,14 @@ def row(name: str) -> PaperRow:
 
 
 def preset_path(name: str) -> Path:
-    from snnbp.train.cli_train import embedded_config
+    from snnbp.config import embedded_config
 
     return embedded_config(row(name).preset)
 
 
 def reproduce(name: str, results: Path, overrides: list[str], log=print) -> dict:
     """Train row ``name`` into results/name (continuing it if unfinished); return its summary."""
-    from snnbp.train.checkpoint import LAST
+    from snnbp.serialization import LAST
     from snnbp.train.loop import git_commit, machine, run_from_args
 
     from snnbp.errors import RunFinished
@@ -122,7 +122,7 @@ def _fmt_triple(t) -> str:
 
 def row_status(name: str, run_dir: Path) -> dict:
     """What a row's record says: measured [min, mean, max] (%), progress, wall time, commits."""
-    from snnbp.train.config import load_config
+    from snnbp.config import load_config
 
     rows = _rows_of(run_dir)
     record = json.loads((run_dir / "record.json").read_text()) if (run_dir / "record.json").is_file() else {}

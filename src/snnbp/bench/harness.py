@@ -23,9 +23,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-from snnbp.bench_specs import (DEFAULT_GROUPS, GROUPS, MEASUREMENTS, PAPER_SIZES, QUICK, RATE_HZ, RATIOS,  # noqa: F401
+from snnbp.bench.specs import (DEFAULT_GROUPS, GROUPS, MEASUREMENTS, PAPER_SIZES, QUICK, RATE_HZ, RATIOS,  # noqa: F401
                                build_specs, expand_which)
-from snnbp.bench_workloads import measure, peak_rss_mb  # noqa: F401
+from snnbp.bench.workloads import measure, peak_rss_mb  # noqa: F401
 
 RECORD_FIELDS = ("name", "engine", "samples_per_s", "peak_rss_mb", "presentation_ms", "batch", "T", "threads",
                  "n_samples", "wall_s", "device", "data")

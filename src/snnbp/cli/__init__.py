@@ -20,15 +20,16 @@ def build_parser() -> argparse.ArgumentParser:
 
     data = sub.add_parser("data", help="prepare datasets (MNIST, N-MNIST) for offline use")
     data_sub = data.add_subparsers(dest="dataset", required=True)
-    from snnbp.data import cli_compare, cli_mnist, cli_nmnist
+    from snnbp.cli import data_compare as cli_compare, data_mnist as cli_mnist, data_nmnist as cli_nmnist
 
     cli_mnist.register(data_sub)
     cli_nmnist.register(data_sub)
     cli_compare.register(data_sub)
 
-    from snnbp import bench
-    from snnbp.report import cli_report, cli_show
-    from snnbp.train import cli_train, reproduce
+    from snnbp.bench import harness as bench
+    from snnbp.cli import report as cli_report, show as cli_show
+    from snnbp.cli import train as cli_train
+    from snnbp.train import reproduce
 
     cli_train.register(sub)
     reproduce.register(sub)

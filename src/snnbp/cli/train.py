@@ -3,14 +3,9 @@
 from __future__ import annotations
 
 import json
-from importlib import resources
 from pathlib import Path
 
-DEFAULT_CONFIG = "quick-mnist-800.toml"  # the main job: embedded in the package (snnbp/configs/)
-
-
-def embedded_config(name: str) -> Path:
-    return Path(str(resources.files("snnbp") / "configs" / name))
+from snnbp.config import DEFAULT_CONFIG, embedded_config
 
 
 def register(sub) -> None:
@@ -45,11 +40,13 @@ def _train(args) -> int:
 def _eval(args) -> int:
     import numpy as np
 
-    from snnbp.model import load_tensors, Network
+    from snnbp.serialization import load_tensors
+
+    from snnbp.model import Network
     from snnbp.train.engines import make_evaluator
     from snnbp.errors import DataError
-    from snnbp.train.config import load_config
-    from snnbp.train.sources import make_source
+    from snnbp.config import load_config
+    from snnbp.data.sources import make_source
 
     path = Path(args.checkpoint)
     if path.is_dir():

@@ -31,7 +31,7 @@ from pathlib import Path
 
 import numpy as np
 
-from snnbp.bench_specs import NMNIST_SIZES, PAPER_SIZES, RATE_HZ
+from snnbp.bench.specs import NMNIST_SIZES, PAPER_SIZES, RATE_HZ
 from snnbp.errors import ConfigError
 
 ENGINES = ("bptt", "bptt-infer", "event-sgd", "event-adam", "event-infer", "nmnist-event-sgd", "nmnist-event-adam",
@@ -232,7 +232,7 @@ def measure(spec: dict) -> dict:
 def _measure_bptt(engine, sizes, images, labels, ms, batch, n):
     import torch
 
-    from snnbp.baselines.bptt import BPTTNet, make_optimizer, poisson_frames, predict, train_step
+    from snnbp.bench.bptt_baseline import BPTTNet, make_optimizer, poisson_frames, predict, train_step
 
     T = int(round(ms / DT_MS))
     net = BPTTNet(sizes, tau_ms=20.0, dt_ms=DT_MS)
@@ -271,8 +271,8 @@ def _event_net(sizes, tau_ms=20.0):
 
 
 def _event_trainer(net, engine: str, batch: int, floor_compensation: str = "drive"):
-    from snnbp.train.config import OptimConfig
-    from snnbp.train.trainer import EventTrainer
+    from snnbp.config import OptimConfig
+    from snnbp.train.event_trainer import EventTrainer
 
     if engine.endswith("adam"):
         cfg = OptimConfig(name="adam", batch_size=batch, lr=1e-3, lr_th_ratio=1.0, floor_compensation=floor_compensation)
@@ -298,7 +298,7 @@ def _event_extra(infer: bool, out: list, n: int, cfg, chunk: int, pretrain: int)
 
 def _measure_event(engine, sizes, images, labels, ms, batch, n, chunk, pretrain):
     from snnbp.data.poisson import poisson_events, sample_seeds
-    from snnbp.events.engine import run_events
+    from snnbp.event_engine.engine import run_events
 
     net = _event_net(sizes)
     tr, cfg = _event_trainer(net, engine, batch)
@@ -370,7 +370,7 @@ def _measure_nmnist(engine, sizes, n, batch, chunk, pool, pretrain, data, seed):
              "tau_mp_ms": NMNIST_TAU_MS}
     rec = {"presentation_ms": round(float(durations.mean()), 2)}
     if engine.startswith("nmnist-bptt"):
-        from snnbp.baselines.bptt import BPTTNet, make_optimizer, predict, train_step
+        from snnbp.bench.bptt_baseline import BPTTNet, make_optimizer, predict, train_step
         from snnbp.dense.frames import DenseInput
 
         net = BPTTNet(sizes, tau_ms=NMNIST_TAU_MS, dt_ms=DT_MS)
@@ -399,7 +399,7 @@ def _measure_nmnist(engine, sizes, n, batch, chunk, pool, pretrain, data, seed):
             extra.update(loss_first=out[0], loss_last=out[-1])
         return rec, extra
 
-    from snnbp.events.engine import run_events
+    from snnbp.event_engine.engine import run_events
 
     net = _event_net(sizes, NMNIST_TAU_MS)
     tr, cfg = _event_trainer(net, engine, batch, floor_compensation="none")
@@ -435,7 +435,7 @@ def _measure_dense(engine, sizes, images, labels, ms, batch, n, device, config):
     import torch
 
     from snnbp.data.poisson import poisson_events, sample_seeds
-    from snnbp.train.config import load_config
+    from snnbp.config import load_config
     from snnbp.train.engines import make_trainer
     from snnbp.train.loop import build_network
 

@@ -1,10 +1,10 @@
 """What `snnbp bench` measures: the measurement table, the groups, the quick sizes and the ratios.
 
-Every measurement is a dict ("spec") handed to ``snnbp.bench_workloads.measure`` in a fresh process.
+Every measurement is a dict ("spec") handed to ``snnbp.bench.workloads.measure`` in a fresh process.
 Groups (``--which mnist``):
 
   mnist   the 784-800-10 paper protocol (foundation issue item 8): event engine vs the plain-PyTorch
-          BPTT baseline (snnbp.baselines.bptt), 50 ms and 1 s Poisson presentations.
+          BPTT baseline (snnbp.bench.bptt_baseline), 50 ms and 1 s Poisson presentations.
   nmnist  the N-MNIST protocol (N-MNIST issue item 5): 2312-800-10, tau_mp 200 ms, synthetic
           recordings made in-process; event engine training on 300-event crops (SGD per sample, the
           paper's protocol, and Adam batch 32) and testing on full ~300 ms streams, vs the same BPTT

@@ -19,10 +19,10 @@ import numpy as np
 import torch
 
 from snnbp.data.events import EventBatch
-from snnbp.events.engine import run_events
+from snnbp.event_engine.engine import run_events
 from snnbp.gradient.lee2016 import FLOOR_MODES, enforce_floor, floor_raise_per_unit
 from snnbp.model import Network
-from snnbp.train.config import OptimConfig
+from snnbp.config import OptimConfig
 from snnbp.train.event_steps import batch_gradients, sgd_per_sample
 
 
@@ -113,8 +113,8 @@ class EventTrainer:
         total = None
         bs = self.cfg.batch_size
         for s in range(0, len(batch), bs):
-            idx = np.arange(s, min(s + bs, len(batch)))
-            st = self._minibatch(_slice(batch, idx), labels[idx], rho)
+            stop = min(s + bs, len(batch))
+            st = self._minibatch(batch.samples(s, stop), labels[s:stop], rho)
             total = st if total is None else total + st
         return total
 
@@ -197,9 +197,3 @@ class EventTrainer:
             state.setdefault(int(pid), {})[k] = torch.tensor(v)
         sd["state"] = state
         self.optimizer.load_state_dict(sd)
-
-
-def _slice(batch: EventBatch, idx: np.ndarray) -> EventBatch:
-    """Sub-batch of consecutive samples idx[0]..idx[-1] (views, no copy of events)."""
-    s, e = batch.offsets[idx[0]], batch.offsets[idx[-1] + 1]
-    return EventBatch(batch.channels[s:e], batch.times_us[s:e], batch.offsets[idx[0]: idx[-1] + 2] - s, batch.t_end_us[idx])

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from snnbp.data.events import EventBatch
-from snnbp.events.kernels import simulate_batch
+from snnbp.event_engine.kernels import simulate_batch
 from snnbp.model import Network
 
 

@@ -1,4 +1,4 @@
-"""Run configuration: dataclasses are the single source of truth (design.md, Conventions).
+"""Run configuration: dataclasses are the single source of truth.
 
 A config is built from the defaults below, then a TOML file, then ``--set section.key=value``
 overrides. Unknown keys and wrong types raise ``ConfigError`` naming the key. The resolved config is
@@ -18,6 +18,15 @@ from pathlib import Path
 from typing import Any
 
 from snnbp.errors import ConfigError
+
+DEFAULT_CONFIG = "quick-mnist-800.toml"  # the main job (`snnbp train` without a config)
+
+
+def embedded_config(name: str) -> Path:
+    """Path of a preset shipped inside the package (snnbp/configs/NAME), from any working directory."""
+    from importlib import resources
+
+    return Path(str(resources.files("snnbp") / "configs" / name))
 
 
 @dataclass
@@ -44,7 +53,7 @@ class ModelConfig:
 class DataConfig:
     """Where samples come from and how they are presented (method.md 6)."""
 
-    source: str = "mnist"  # mnist | nmnist | nmnist-synthetic | fake
+    source: str = "mnist"  # mnist | nmnist | nmnist-synthetic
     root: str = ""  # data root; "" = $SNNBP_DATA or ~/.cache/snnbp
     path: str = ""  # nmnist: folder or zip (default: what `snnbp data nmnist` recorded)
     rate_hz: float = 5000.0  # Poisson total input rate per image
@@ -181,7 +190,7 @@ def load_config(path: str | Path | None = None, overrides: list[str] = (), base:
 
 def _validate_layers(cfg: Config) -> int:
     """Number of conv/fc layers of model.layers; ConfigError for what can be checked without data."""
-    from snnbp.model import is_spatial, parse_layers
+    from snnbp.architecture import is_spatial, parse_layers
 
     m = cfg.model
     if m.hidden:
@@ -213,8 +222,8 @@ def validate(cfg: Config) -> None:
         raise ConfigError(f"optim.floor_compensation must be 'drive', 'weight' or 'none', got '{cfg.optim.floor_compensation}'")
     if cfg.optim.name not in ("sgd", "adam"):
         raise ConfigError(f"optim.name must be 'sgd' or 'adam', got '{cfg.optim.name}'")
-    if cfg.data.source not in ("mnist", "nmnist", "nmnist-synthetic", "fake"):
-        raise ConfigError(f"data.source must be mnist, nmnist, nmnist-synthetic or fake, got '{cfg.data.source}'")
+    if cfg.data.source not in ("mnist", "nmnist", "nmnist-synthetic"):
+        raise ConfigError(f"data.source must be mnist, nmnist or nmnist-synthetic, got '{cfg.data.source}'")
     t = cfg.train
     if t.engine not in ("event", "dense"):
         raise ConfigError(f"train.engine must be 'event' or 'dense', got '{t.engine}'")

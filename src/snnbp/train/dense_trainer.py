@@ -28,8 +28,8 @@ from snnbp.dense.model import DenseSNN
 from snnbp.gradient.lee2016 import FLOOR_MODES, floor_raise_per_unit
 from snnbp.errors import ConfigError
 from snnbp.model import Network
-from snnbp.train.config import OptimConfig
-from snnbp.train.trainer import ChunkStats, _slice
+from snnbp.config import OptimConfig
+from snnbp.train.event_trainer import ChunkStats
 
 
 @torch.no_grad()
@@ -104,8 +104,7 @@ class DenseTrainer:
         for s in range(0, len(batch), bs):
             n = min(bs, len(batch) - s)
             lo, hi = self.dist.shard(n)
-            mine = np.arange(s + lo, s + hi)
-            st = self._minibatch(_slice(batch, mine) if len(mine) else None, labels[mine], n, rho)
+            st = self._minibatch(batch.samples(s + lo, s + hi) if hi > lo else None, labels[s + lo:s + hi], n, rho)
             total = st if total is None else total + st
         self.model.write_to(self.net)
         return total

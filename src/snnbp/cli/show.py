@@ -60,8 +60,8 @@ def _raster(args: argparse.Namespace, events, sensor, source: str) -> Path:
 
     from snnbp.data.events import EventBatch, events_to_channels
     from snnbp.errors import DataError
-    from snnbp.events.engine import run_events
-    from snnbp.model import load_network
+    from snnbp.event_engine.engine import run_events
+    from snnbp.serialization import load_network
     from snnbp.report.events_plot import plot_spike_raster
 
     ckpt = args.checkpoint / "model.safetensors" if args.checkpoint.is_dir() else args.checkpoint

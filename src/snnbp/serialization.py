@@ -1,0 +1,95 @@
+"""Every file snnbp writes or reads for a network: safetensors with one JSON header, written atomically.
+
+Loading never executes code (safetensors holds tensors only; the header is JSON). Three kinds of
+file share one format and one loader (``load_tensors``):
+  * a network (``save_network`` / ``load_network``): tensors ``layer{l}.weight``, ``layer{l}.threshold``
+    and the header {"network": Network.header(), ...};
+  * a training checkpoint (``save_checkpoint`` / ``load_checkpoint``): the same plus the optimizer's
+    tensors (``optim.*``), the running statistics of an interrupted epoch (``partial.*``), progress
+    and the resolved config, so ``--resume`` and ``snnbp eval`` need nothing else;
+  * the final model of a run, ``model.safetensors``: a network file whose header also holds the config.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from snnbp.errors import DataError
+from snnbp.model import Network
+
+LAST = "last.safetensors"  # written after every epoch and on interruption
+FINAL = "model.safetensors"  # the trained network at the end of the run
+
+
+def save_checkpoint(path: Path, net: Network, optim_tensors: dict, optim_meta: dict, progress: dict, config: dict) -> None:
+    tensors = dict(net.tensors())
+    tensors.update(optim_tensors)
+    meta = {"network": net.header(), "optimizer": optim_meta, "progress": progress, "config": config}
+    save_tensors_atomic(path, tensors, meta)
+
+
+def load_checkpoint(path: Path) -> tuple[Network, dict, dict, dict, dict]:
+    """-> (network, optimizer tensors, optimizer meta, progress, config dict)."""
+    tensors, meta = load_tensors(path)
+    if "network" not in meta:
+        raise DataError(f"{path} is not an snnbp checkpoint (no network header)")
+    net = Network.from_parts(meta["network"], tensors)
+    optim = {k: v for k, v in tensors.items() if k.startswith(("optim.", "partial."))}
+    return net, optim, meta.get("optimizer", {}), meta.get("progress", {}), meta.get("config", {})
+
+
+def save_tensors_atomic(path: str | Path, tensors: dict[str, np.ndarray], metadata: dict) -> None:
+    """Write a safetensors file atomically (temp file + os.replace): a crash never leaves half a file.
+
+    ``metadata`` is stored as one JSON string under the key "snnbp".
+    """
+    from safetensors.numpy import save
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    blob = save({k: np.ascontiguousarray(v) for k, v in tensors.items()}, metadata={"snnbp": json.dumps(metadata)})
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(blob)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def load_tensors(path: str | Path) -> tuple[dict[str, np.ndarray], dict]:
+    """Read a safetensors file written by ``save_tensors_atomic``; never executes code."""
+    from safetensors import SafetensorError
+    from safetensors.numpy import load
+
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"checkpoint {path} does not exist; pass the path of a .safetensors file from a run directory")
+    try:
+        raw = path.read_bytes()
+        tensors = load(raw)
+        n = int.from_bytes(raw[:8], "little")
+        header = json.loads(raw[8 : 8 + n])
+        meta = json.loads(header.get("__metadata__", {}).get("snnbp", "{}"))
+    except (SafetensorError, ValueError, json.JSONDecodeError) as err:
+        raise DataError(f"checkpoint {path} is not a readable snnbp safetensors file ({err}); it may be truncated") from None
+    return tensors, meta
+
+
+def save_network(path: str | Path, net: Network, extra: dict | None = None) -> None:
+    save_tensors_atomic(path, net.tensors(), {"network": net.header(), **(extra or {})})
+
+
+def load_network(path: str | Path) -> tuple[Network, dict]:
+    tensors, meta = load_tensors(path)
+    if "network" not in meta:
+        raise DataError(f"{path} holds no snnbp network header; is it an snnbp checkpoint?")
+    return Network.from_parts(meta["network"], tensors), meta
