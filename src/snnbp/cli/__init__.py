@@ -28,8 +28,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     from snnbp.bench import harness as bench
     from snnbp.cli import report as cli_report, show as cli_show
-    from snnbp.cli import train as cli_train
-    from snnbp.train import reproduce
+    from snnbp.cli import reproduce, train as cli_train
 
     cli_train.register(sub)
     reproduce.register(sub)

@@ -7,13 +7,13 @@
     lee2016_function.py  the paper's gradient rule as a torch.autograd.Function (Lee2016Rule)
     bptt.py              surrogate-gradient BPTT on the same network (SurrogateBPTT)
     model.py             DenseSNN(nn.Module): from_network / to_network, forward, loss
-    trainer.py           DenseTrainer (EventTrainer's interface), DenseEngine (evaluation callable)
     distributed.py       data-parallel training under torchrun
 
-Imports are lazy so that ``import snnbp.dense`` stays cheap.
+Engine only: the trainer that drives it is train/dense_trainer.py (DenseTrainer, DenseEngine); nothing
+here imports from train/. Imports are lazy so that ``import snnbp.dense`` stays cheap.
 """
 
-__all__ = ["DenseSNN", "Lee2016Rule", "SurrogateBPTT", "DenseTrainer", "DenseEngine", "bin_events", "run_dense"]
+__all__ = ["DenseSNN", "Lee2016Rule", "SurrogateBPTT", "bin_events", "run_dense"]
 
 
 def __getattr__(name):
@@ -23,10 +23,6 @@ def __getattr__(name):
         from snnbp.dense.lee2016_function import Lee2016Rule as v
     elif name == "SurrogateBPTT":
         from snnbp.dense.bptt import SurrogateBPTT as v
-    elif name in ("DenseTrainer", "DenseEngine"):
-        from snnbp.train import dense_trainer as trainer
-
-        v = getattr(trainer, name)
     elif name == "bin_events":
         from snnbp.dense.frames import bin_events as v
     elif name == "run_dense":

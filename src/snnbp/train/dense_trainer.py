@@ -1,4 +1,4 @@
-"""``DenseTrainer``: the EventTrainer interface (train/trainer.py) on the dense engine, CPU or CUDA.
+"""``DenseTrainer``: the trainer contract (train/protocol.py) on the dense engine, CPU or CUDA.
 
 Per global mini-batch of ``optim.batch_size`` samples of a chunk (same split as EventTrainer):
 
@@ -29,7 +29,8 @@ from snnbp.gradient.lee2016 import FLOOR_MODES, floor_raise_per_unit
 from snnbp.errors import ConfigError
 from snnbp.model import Network
 from snnbp.config import OptimConfig
-from snnbp.train.event_trainer import ChunkStats
+from snnbp.train.protocol import (ChunkStats, load_optimizer_state, make_optimizer, optimizer_state_tensors,
+                                  set_learning_rates)
 
 
 @torch.no_grad()
@@ -76,18 +77,10 @@ class DenseTrainer:
         self.model = DenseSNN.from_network(net, self.dt_ms, self.rule, self.device)
         self._w = [layer.weight for layer in self.model.layers]
         self._th = [layer.threshold for layer in self.model.layers]
-        groups = [{"params": self._w, "lr": optim.lr}, {"params": self._th, "lr": optim.lr * optim.lr_th_ratio}]
-        if optim.name == "sgd":
-            self.optimizer = torch.optim.SGD(groups, lr=optim.lr)
-        elif optim.name == "adam":
-            self.optimizer = torch.optim.Adam(groups, lr=optim.lr, betas=tuple(optim.adam_betas), eps=optim.adam_eps)
-        else:
-            raise ConfigError(f"optim.name must be 'sgd' or 'adam', got '{optim.name}'")
+        self.optimizer = make_optimizer(self._w, self._th, optim)
 
     def set_learning_rate(self, lr: float) -> None:
-        self.lr = lr
-        self.optimizer.param_groups[0]["lr"] = lr
-        self.optimizer.param_groups[1]["lr"] = lr * self.cfg.lr_th_ratio
+        set_learning_rates(self.optimizer, lr, self.cfg.lr_th_ratio)
 
     def step_chunk(self, batch: EventBatch, labels: np.ndarray, lr: float, rho: float) -> ChunkStats:
         labels = np.asarray(labels, np.int64)
@@ -158,31 +151,13 @@ class DenseTrainer:
                           np.round(s[5 + L:5 + 2 * L]).astype(np.int64), int(round(s[4])),
                           [u.flatten().cpu().numpy().round().astype(np.int64) for u in unit_spikes])
 
-    # ---- checkpoint support: the EventTrainer format (param ids 0..L-1 weights, L..2L-1 thresholds)
+    # ---- checkpoint support: the format of train/protocol.py, shared with EventTrainer
 
     def state_tensors(self) -> tuple[dict[str, np.ndarray], dict]:
-        sd = self.optimizer.state_dict()
-        tensors, meta = {}, {}
-        for pid, st in sd["state"].items():
-            for k, v in st.items():
-                if torch.is_tensor(v) and v.numel() > 1:
-                    tensors[f"optim.{pid}.{k}"] = v.detach().cpu().numpy().copy()
-                else:
-                    meta[f"{pid}.{k}"] = float(v)
-        return tensors, meta
+        return optimizer_state_tensors(self.optimizer)
 
     def load_state_tensors(self, tensors: dict[str, np.ndarray], meta: dict) -> None:
-        sd = self.optimizer.state_dict()
-        state: dict = {}
-        for name, arr in tensors.items():
-            if name.startswith("optim."):
-                _, pid, k = name.split(".", 2)
-                state.setdefault(int(pid), {})[k] = torch.from_numpy(arr.copy()).to(self.device)
-        for key, v in meta.items():
-            pid, k = key.split(".", 1)
-            state.setdefault(int(pid), {})[k] = torch.tensor(v)
-        sd["state"] = state
-        self.optimizer.load_state_dict(sd)
+        load_optimizer_state(self.optimizer, tensors, meta, self.device)
 
 
 class DenseEngine:

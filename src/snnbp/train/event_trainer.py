@@ -1,4 +1,4 @@
-"""Applies the learning rule to a ``Network`` with the event engine, one chunk of samples at a time.
+"""``EventTrainer``: the trainer contract (train/protocol.py) on the event engine, one chunk at a time.
 
 Two paths, one rule:
   * SGD with batch size 1 (the paper's protocol): ``event_steps.sgd_per_sample``, fully compiled.
@@ -13,8 +13,6 @@ would silently divide rho by the batch size).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import numpy as np
 import torch
 
@@ -24,36 +22,8 @@ from snnbp.gradient.lee2016 import FLOOR_MODES, enforce_floor, floor_raise_per_u
 from snnbp.model import Network
 from snnbp.config import OptimConfig
 from snnbp.train.event_steps import batch_gradients, sgd_per_sample
-
-
-@dataclass
-class ChunkStats:
-    """Sums over the samples of a chunk."""
-
-    samples: int
-    loss: float
-    reg_loss: float
-    correct: int
-    synops: int
-    spikes: np.ndarray  # (L,) spikes per layer
-    zero_error: int  # samples whose output error o - y was exactly zero (no data gradient)
-    unit_spikes: list[np.ndarray]  # per layer (N_l,) spikes per neuron (dead units: zeros)
-
-    def __add__(self, o: "ChunkStats") -> "ChunkStats":
-        return ChunkStats(self.samples + o.samples, self.loss + o.loss, self.reg_loss + o.reg_loss,
-                          self.correct + o.correct, self.synops + o.synops, self.spikes + o.spikes,
-                          self.zero_error + o.zero_error, [a + b for a, b in zip(self.unit_spikes, o.unit_spikes)])
-
-    def to_dict(self) -> tuple[dict, list[np.ndarray]]:
-        """(JSON-able scalars, per-layer unit spike arrays) for a checkpoint of an interrupted epoch."""
-        d = {"samples": self.samples, "loss": self.loss, "reg_loss": self.reg_loss, "correct": self.correct,
-             "synops": self.synops, "spikes": self.spikes.tolist(), "zero_error": self.zero_error}
-        return d, [np.asarray(u, np.int64) for u in self.unit_spikes]
-
-    @classmethod
-    def from_dict(cls, d: dict, unit_spikes: list[np.ndarray]) -> "ChunkStats":
-        return cls(int(d["samples"]), float(d["loss"]), float(d["reg_loss"]), int(d["correct"]), int(d["synops"]),
-                   np.asarray(d["spikes"], np.int64), int(d["zero_error"]), [np.asarray(u, np.int64) for u in unit_spikes])
+from snnbp.train.protocol import (ChunkStats, load_optimizer_state, make_optimizer, optimizer_state_tensors,
+                                  set_learning_rates)
 
 
 class EventTrainer:
@@ -70,12 +40,7 @@ class EventTrainer:
         self._th_t = [torch.from_numpy(t) for t in net.thresholds]
         self.optimizer = None
         if not self.fused:
-            groups = [{"params": self._w_t, "lr": optim.lr}, {"params": self._th_t, "lr": optim.lr * optim.lr_th_ratio}]
-            if optim.name == "sgd":
-                self.optimizer = torch.optim.SGD(groups, lr=optim.lr)
-            else:
-                self.optimizer = torch.optim.Adam(groups, lr=optim.lr, betas=tuple(optim.adam_betas), eps=optim.adam_eps,
-                                                  foreach=False, fused=True)
+            self.optimizer = make_optimizer(self._w_t, self._th_t, optim, fused_adam=True)
             self._grad_w = [np.zeros_like(w) for w in net.weights]
             self._grad_th = [np.zeros_like(t) for t in net.thresholds]
             for p, g in zip(self._w_t + self._th_t, self._grad_w + self._grad_th):
@@ -100,10 +65,8 @@ class EventTrainer:
             torch.set_num_threads(n)
 
     def set_learning_rate(self, lr: float) -> None:
-        self.lr = lr
         if self.optimizer is not None:
-            self.optimizer.param_groups[0]["lr"] = lr
-            self.optimizer.param_groups[1]["lr"] = lr * self.cfg.lr_th_ratio
+            set_learning_rates(self.optimizer, lr, self.cfg.lr_th_ratio)
 
     def step_chunk(self, batch: EventBatch, labels: np.ndarray, lr: float, rho: float) -> ChunkStats:
         self.set_learning_rate(lr)
@@ -171,29 +134,8 @@ class EventTrainer:
     # ---- checkpoint support: optimizer state as plain tensors ---------------------------------
 
     def state_tensors(self) -> tuple[dict[str, np.ndarray], dict]:
-        if self.optimizer is None:
-            return {}, {}
-        sd = self.optimizer.state_dict()
-        tensors, meta = {}, {}
-        for pid, st in sd["state"].items():
-            for k, v in st.items():
-                if torch.is_tensor(v) and v.numel() > 1:
-                    tensors[f"optim.{pid}.{k}"] = v.numpy().copy()
-                else:
-                    meta[f"{pid}.{k}"] = float(v)
-        return tensors, meta
+        return ({}, {}) if self.optimizer is None else optimizer_state_tensors(self.optimizer)
 
     def load_state_tensors(self, tensors: dict[str, np.ndarray], meta: dict) -> None:
-        if self.optimizer is None:
-            return
-        sd = self.optimizer.state_dict()
-        state: dict = {}
-        for name, arr in tensors.items():
-            if name.startswith("optim."):
-                _, pid, k = name.split(".", 2)
-                state.setdefault(int(pid), {})[k] = torch.from_numpy(arr.copy())
-        for key, v in meta.items():
-            pid, k = key.split(".", 1)
-            state.setdefault(int(pid), {})[k] = torch.tensor(v)
-        sd["state"] = state
-        self.optimizer.load_state_dict(sd)
+        if self.optimizer is not None:
+            load_optimizer_state(self.optimizer, tensors, meta)

@@ -43,7 +43,7 @@ from snnbp.config import Config, load_config, to_dict, to_toml
 from snnbp.train.engines import make_evaluator, make_trainer, run_context
 from snnbp.data.sources import make_source
 from snnbp.metrics.health import epoch_health
-from snnbp.train.event_trainer import ChunkStats
+from snnbp.train.protocol import ChunkStats
 
 
 def build_network(cfg: Config, n_inputs: int) -> Network:

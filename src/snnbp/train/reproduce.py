@@ -15,7 +15,6 @@ from __future__ import annotations
 import json
 import os
 import shlex
-import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -196,25 +195,3 @@ def write_table(results: Path) -> Path:
     out = results / "README.md"
     out.write_text("\n".join(lines) + "\n")
     return out
-
-
-def register(sub) -> None:
-    p = sub.add_parser("reproduce", help="train one row of the paper's results into results/ROW (continues it if unfinished)")
-    p.add_argument("row", nargs="?", help=f"one of: {', '.join(ROWS)}")
-    p.add_argument("--results", default="results", help="folder of the records (default: ./results)")
-    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                   help="override a config key (recorded in record.json)")
-    p.add_argument("--table", action="store_true", help="regenerate RESULTS/README.md from the records and exit")
-    p.set_defaults(func=_cli)
-
-
-def _cli(args) -> int:
-    if args.table or args.row is None:
-        if args.row is None and not args.table:
-            raise ConfigError(f"name a row to reproduce ({', '.join(ROWS)}) or pass --table")
-        print(write_table(Path(args.results)))
-        return 0
-    summary = reproduce(args.row, Path(args.results), args.overrides, log=lambda m: print(m, file=sys.stderr))
-    write_table(Path(args.results))
-    print(json.dumps(summary))
-    return 0

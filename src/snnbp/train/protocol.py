@@ -1,0 +1,115 @@
+"""What every trainer provides (the contract train/loop.py relies on) and the pieces both share.
+
+A trainer owns one ``Network`` and its optimizer state. ``train.engines.make_trainer`` builds one of
+  * ``EventTrainer`` (event_trainer.py): the event engine; per-sample SGD fully compiled, or
+    mini-batches simulated in parallel and stepped by a torch optimizer;
+  * ``DenseTrainer`` (dense_trainer.py): the dense engine (CPU or CUDA, data parallel).
+Both keep the same rule: weights at lr, thresholds at lr * lr_th_ratio (two torch param groups, ids
+0..L-1 weights, L..2L-1 thresholds, so their checkpoints are interchangeable); homeostasis committed
+as the *sum* of a batch's per-sample threshold changes (docs/method.md 4.4, paper-readings.md 9); the
+threshold floor enforced after every step. After ``step_chunk`` the trained values are in the
+Network's own arrays (checkpoints, evaluation and health read them there).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol
+
+import numpy as np
+import torch
+
+from snnbp.config import OptimConfig
+from snnbp.data.events import EventBatch
+from snnbp.errors import ConfigError
+from snnbp.model import Network
+
+
+@dataclass
+class ChunkStats:
+    """Sums over the samples of a chunk."""
+
+    samples: int
+    loss: float
+    reg_loss: float
+    correct: int
+    synops: int
+    spikes: np.ndarray  # (L,) spikes per layer
+    zero_error: int  # samples whose output error o - y was exactly zero (no data gradient)
+    unit_spikes: list[np.ndarray]  # per layer (N_l,) spikes per neuron (dead units: zeros)
+
+    def __add__(self, o: "ChunkStats") -> "ChunkStats":
+        return ChunkStats(self.samples + o.samples, self.loss + o.loss, self.reg_loss + o.reg_loss,
+                          self.correct + o.correct, self.synops + o.synops, self.spikes + o.spikes,
+                          self.zero_error + o.zero_error, [a + b for a, b in zip(self.unit_spikes, o.unit_spikes)])
+
+    def to_dict(self) -> tuple[dict, list[np.ndarray]]:
+        """(JSON-able scalars, per-layer unit spike arrays) for a checkpoint of an interrupted epoch."""
+        d = {"samples": self.samples, "loss": self.loss, "reg_loss": self.reg_loss, "correct": self.correct,
+             "synops": self.synops, "spikes": self.spikes.tolist(), "zero_error": self.zero_error}
+        return d, [np.asarray(u, np.int64) for u in self.unit_spikes]
+
+    @classmethod
+    def from_dict(cls, d: dict, unit_spikes: list[np.ndarray]) -> "ChunkStats":
+        return cls(int(d["samples"]), float(d["loss"]), float(d["reg_loss"]), int(d["correct"]), int(d["synops"]),
+                   np.asarray(d["spikes"], np.int64), int(d["zero_error"]), [np.asarray(u, np.int64) for u in unit_spikes])
+
+
+class Trainer(Protocol):
+    """The interface train/loop.py uses."""
+
+    net: Network
+
+    def step_chunk(self, batch: EventBatch, labels: np.ndarray, lr: float, rho: float) -> ChunkStats:
+        """Train on every sample of ``batch`` (in order) at learning rate lr and homeostasis rho."""
+
+    def state_tensors(self) -> tuple[dict[str, np.ndarray], dict]:
+        """Optimizer state as (tensors named optim.PID.KEY, scalars named PID.KEY) for a checkpoint."""
+
+    def load_state_tensors(self, tensors: dict[str, np.ndarray], meta: dict) -> None:
+        """Restore what ``state_tensors`` returned."""
+
+
+def make_optimizer(weights: list[torch.Tensor], thresholds: list[torch.Tensor], cfg: OptimConfig,
+                   fused_adam: bool = False) -> torch.optim.Optimizer:
+    """torch.optim SGD or Adam over two param groups: weights at cfg.lr, thresholds at cfg.lr * lr_th_ratio."""
+    groups = [{"params": weights, "lr": cfg.lr}, {"params": thresholds, "lr": cfg.lr * cfg.lr_th_ratio}]
+    if cfg.name == "sgd":
+        return torch.optim.SGD(groups, lr=cfg.lr)
+    if cfg.name == "adam":
+        extra = {"foreach": False, "fused": True} if fused_adam else {}
+        return torch.optim.Adam(groups, lr=cfg.lr, betas=tuple(cfg.adam_betas), eps=cfg.adam_eps, **extra)
+    raise ConfigError(f"optim.name must be 'sgd' or 'adam', got '{cfg.name}'")
+
+
+def set_learning_rates(optimizer: torch.optim.Optimizer, lr: float, lr_th_ratio: float) -> None:
+    optimizer.param_groups[0]["lr"] = lr
+    optimizer.param_groups[1]["lr"] = lr * lr_th_ratio
+
+
+def optimizer_state_tensors(optimizer: torch.optim.Optimizer) -> tuple[dict[str, np.ndarray], dict]:
+    """The optimizer's state as plain arrays and scalars (safetensors holds no Python objects)."""
+    tensors, meta = {}, {}
+    for pid, st in optimizer.state_dict()["state"].items():
+        for k, v in st.items():
+            if torch.is_tensor(v) and v.numel() > 1:
+                tensors[f"optim.{pid}.{k}"] = v.detach().cpu().numpy().copy()
+            else:
+                meta[f"{pid}.{k}"] = float(v)
+    return tensors, meta
+
+
+def load_optimizer_state(optimizer: torch.optim.Optimizer, tensors: dict[str, np.ndarray], meta: dict,
+                         device: str | torch.device = "cpu") -> None:
+    """Inverse of ``optimizer_state_tensors`` (tensors not named optim.* are ignored)."""
+    sd = optimizer.state_dict()
+    state: dict = {}
+    for name, arr in tensors.items():
+        if name.startswith("optim."):
+            _, pid, k = name.split(".", 2)
+            state.setdefault(int(pid), {})[k] = torch.from_numpy(arr.copy()).to(device)
+    for key, v in meta.items():
+        pid, k = key.split(".", 1)
+        state.setdefault(int(pid), {})[k] = torch.tensor(v)
+    sd["state"] = state
+    optimizer.load_state_dict(sd)
