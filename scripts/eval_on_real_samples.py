@@ -1,4 +1,4 @@
-"""Evaluate a trained N-MNIST network on real recordings (e.g. the 20 files in shared/data/nmnist-sample).
+"""Evaluate a trained N-MNIST network on real recordings (a folder of .bin files).
 
 Usage: python scripts/eval_on_real_samples.py RUN_DIR_OR_CHECKPOINT DIR_WITH_<split>/<digit>/*.bin [--split train]
 Prints one JSON object: accuracy, per-file predictions, and the data used (real/synthetic as detected).

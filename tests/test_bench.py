@@ -100,11 +100,15 @@ def test_random_strokes_and_nmnist_pool_are_deterministic():
     assert "random-stroke" in name
 
 
-def test_missing_config_is_skipped_not_failed(tmp_path):
-    rec = bench.measure({"name": "conv-lee-T50", "engine": "dense-lee2016", "presentation_ms": 20.0, "batch": 4,
-                         "n_samples": 8, "config": str(tmp_path / "absent.toml"), **TINY})
-    assert "skipped" in rec and "absent.toml" in rec["skipped"] and "error" not in rec
-    table = bench.summary_table([rec])
+def test_conv_preset_is_found_from_any_directory_and_a_missing_config_is_an_error(tmp_path, monkeypatch):
+    # The conv measurements name an embedded preset: found from any working directory, never skipped.
+    monkeypatch.chdir(tmp_path)
+    assert bench_workloads._preset(bench_specs.CONV_PRESET).is_file()
+    with pytest.raises(ConfigError, match="absent.toml"):
+        bench.measure({"name": "conv-lee-T50", "engine": "dense-lee2016", "presentation_ms": 20.0, "batch": 4,
+                       "n_samples": 8, "config": str(tmp_path / "absent.toml"), **TINY})
+    # A record that was skipped (e.g. CUDA measurements without a GPU) still shows as such in the table.
+    table = bench.summary_table([{"name": "conv-lee-T50", "engine": "dense-lee2016", "skipped": "no CUDA device"}])
     assert "SKIPPED" in table and "| conv speed: Lee2016 / BPTT, T = 50 | n/a |" in table
 
 

@@ -1,5 +1,5 @@
 """Dense engine (dense/frames.py, dense/engine.py): binning, the step arithmetic by hand, streaming,
-and the bad-input errors of issue 4 (each a ConfigError naming what to change)."""
+and its bad-input errors (each a ConfigError naming what to change)."""
 
 from __future__ import annotations
 
@@ -133,7 +133,7 @@ def test_traces_read_at_t_end_and_chained_layers_same_step():
 
 
 def test_homeostasis_per_step_and_floor():
-    # Two neurons, one fires: it rises by rho N, both drop by rho n_s (method.md 4.4); the floor holds
+    # Two neurons, one fires: it rises by rho N, both drop by rho n_s (docs/method.md 4.4); the floor holds
     # neuron 1 at 0.99995, and the 5e-5 it refuses is taken from neuron 0 instead (zero sum).
     net = _net([[[1.0, 0.0]]], [[1.0, 1.0]], floors=[0.99995])
     r = _sim(net, _batch([0], [0.0], 1.0), train=True, rho=1e-4)

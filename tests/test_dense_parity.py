@@ -1,4 +1,4 @@
-"""Dense engine vs event engine on the same weights and the same input events (issue 4, item 2).
+"""Dense engine vs event engine on the same weights and the same input events.
 
 1. Forward parity as dt shrinks. The dense engine moves every event to the start of its bin and
    merges the events of one bin (dense/engine.py lists every difference), so it converges to the

@@ -1,7 +1,7 @@
 """Event engine (events/kernels.py, events/engine.py) against hand-computed membrane arithmetic.
 
 Every expected value below is derived by hand from the contract in the kernels' module docstring
-(method.md 2 and 10): decay with tau_mp between events, add w * w_dyn, fire at most once per incoming
+(docs/method.md 2 and 10): decay with tau_mp between events, add w * w_dyn, fire at most once per incoming
 event with reset by subtraction (residual kept), WTA inhibition kappa * V_th,i on the *other* neurons,
 clip at -V_th, homeostasis in training. The membrane is not an output of the engine, so V is read
 indirectly: a probe input whose weight makes the neuron fire iff V was above (threshold - weight),
@@ -110,7 +110,7 @@ def test_refractory_is_per_neuron_and_scales_every_input():
 
 
 def test_one_spike_per_incoming_event_and_residual_above_threshold():
-    # w = 3.5 >> V_th = 1: one event gives one spike (V = 2.5 left, no upper clip, method.md 10.6).
+    # w = 3.5 >> V_th = 1: one event gives one spike (V = 2.5 left, no upper clip, docs/method.md 10.6).
     net = _net([[[3.5], [0.0]]], [[1.0]])
     res = _run(net, [0], [0.0], 1.0)
     assert _count(res) == [1]
@@ -384,7 +384,7 @@ def test_readout_causality():
 # ---- independent reference simulator ---------------------------------------------------------------
 
 def _reference(net, channels, times_us, t_end_us, train=False, rho=0.0):
-    """Plain-Python simulation of the kernel contract (float64), written from method.md 2 and 10."""
+    """Plain-Python simulation of the kernel contract (float64), written from docs/method.md 2 and 10."""
     p = net.neuron
     tau, tref = p.tau_us, p.t_ref_us
     L = net.n_layers

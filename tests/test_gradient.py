@@ -2,12 +2,12 @@
 
 Harness: the rule reads spike counts (for the output error o = counts / max(counts)) and end-of-sample
 traces x (inputs) and a (neurons). We choose parameters so that the analytic transfer function of
-method.md 3.3, a = (x @ W) / V_th (per layer, ReLU: silent neurons have s <= 0), gives *exactly* the
+docs/method.md 3.3, a = (x @ W) / V_th (per layer, ReLU: silent neurons have s <= 0), gives *exactly* the
 max-normalized counts at the output, and feed the rule a = transfer-function output as traces. Then
 the rule's gradient (normalize=False) must equal the finite-difference gradient of
 L = 0.5 |a_out - y|^2 with respect to every weight and threshold (the derivative of the
 max-normalization being ignored, as in the paper). This fixes in particular the sign of the threshold
-gradient (method.md 10.1): gradient descent must raise V_th of an over-responding neuron.
+gradient (docs/method.md 10.1): gradient descent must raise V_th of an over-responding neuron.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""A tiny end-to-end N-MNIST run: synthetic recordings of fake digits -> train -> eval (method.md 6.2)."""
+"""A tiny end-to-end N-MNIST run: synthetic recordings of fake digits -> train -> eval (docs/method.md 6.2)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Poisson encoding (method.md 6.1): total rate, proportional pixel rates, seeding."""
+"""Poisson encoding (docs/method.md 6.1): total rate, proportional pixel rates, seeding."""
 
 from __future__ import annotations
 

@@ -14,7 +14,7 @@ from snnbp.data.idx import write_idx
 from snnbp.data.mnist import FILE_NAMES
 from snnbp.errors import DataError
 
-# Ranges the real recordings span (shared/data/nmnist-sample/README.md, measured on 1,100 files).
+# Ranges the real recordings span (docs/synthetic-nmnist.md, measured on 1,100 files).
 REAL_EVENTS = (1100, 7200)
 REAL_END_MS = (297.0, 336.0)
 

@@ -137,7 +137,7 @@ def test_minibatch_of_identical_samples_equals_single_sample():
 
 @pytest.mark.parametrize("name,batch_size", [("sgd", 3), ("adam", 3), ("sgd", 1)])
 def test_homeostasis_per_sample_strength_is_independent_of_batch_size(name, batch_size):
-    # Homeostasis is a per-sample rule (method.md 4.4): a batch of B samples commits the sum of the
+    # Homeostasis is a per-sample rule (docs/method.md 4.4): a batch of B samples commits the sum of the
     # B samples' threshold changes, each simulated from the same starting thresholds. With lr = 0
     # only homeostasis acts, so batch size 3 must move the thresholds by sum_b dth_b, where the
     # old averaging moved them by a third of that.

@@ -30,7 +30,7 @@ def embedded_config(name: str) -> Path:
 
 @dataclass
 class ModelConfig:
-    """Network shape and neuron constants (method.md 2, 4.1, 5)."""
+    """Network shape and neuron constants (docs/method.md 2, 4.1, 5)."""
 
     hidden: list[int] = field(default_factory=lambda: [800])
     # Layered network instead of hidden (then hidden = []): "conv:C:K", "pool:K", "fc:N" entries ending
@@ -50,7 +50,7 @@ class ModelConfig:
 
 @dataclass
 class DataConfig:
-    """Where samples come from and how they are presented (method.md 6)."""
+    """Where samples come from and how they are presented (docs/method.md 6)."""
 
     source: str = "mnist"  # mnist | nmnist | nmnist-synthetic
     root: str = ""  # data root; "" = $SNNBP_DATA or ~/.cache/snnbp
@@ -66,7 +66,7 @@ class DataConfig:
 
 @dataclass
 class OptimConfig:
-    """Learning rule and optimizer (method.md 3.6-3.8, 4.3-4.4, 5)."""
+    """Learning rule and optimizer (docs/method.md 3.6-3.8, 4.3-4.4, 5)."""
 
     name: str = "sgd"  # sgd | adam
     lr: float = 0.004  # eta_w

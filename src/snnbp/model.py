@@ -40,9 +40,9 @@ class Network:
     thresholds:  per layer, (N_l,) float64, V_th > 0; conv layers (C, 1, 1), one per feature map.
                  float64 although weights are float32: late in the paper's schedule the homeostasis
                  and threshold steps (~1e-8) are below float32 resolution of V_th ~ 1 and rounded
-                 away unevenly (events/kernels._homeostasis); given float32 arrays are converted.
+                 away unevenly (event_engine/kernels._homeostasis); given float32 arrays are converted.
     kappas:      per layer WTA strength (0 = no WTA; conv: across the maps at each location)
-    floors:      per layer lower bound on V_th (method.md 4.4, threshold floor)
+    floors:      per layer lower bound on V_th (docs/method.md 4.4, threshold floor)
     input_shape: (P, H, W) of the input channels, layered networks only
     layers:      the layer list (module doc), or None for a fully connected network
     """
@@ -181,7 +181,7 @@ class Network:
     ) -> "Network":
         """Initialize with the paper's scheme: W ~ U[+-sqrt(3/M)], V_th = alpha sqrt(3/M) (eqs. 9-10).
 
-        The threshold floor is ``floor_alpha * sqrt(3/M)`` (the paper gives no value; method.md
+        The threshold floor is ``floor_alpha * sqrt(3/M)`` (the paper gives no value; docs/method.md
         section 10 item 8 suggests 1-2 sqrt(3/M)).
         """
         if len(kappas) != len(sizes):

@@ -5,10 +5,10 @@ timestamps are microseconds). Every function here is a scalar numba-compiled fun
 event engine inlines it; the dense (PyTorch) engine calls the tensor forms at the bottom, which are
 tested against these scalar forms.
 
-Lee, Delbruck & Pfeiffer (2016), section 3.1-3.2 of the preprint (method.md section 2):
+Lee, Delbruck & Pfeiffer (2016), section 3.1-3.2 of the preprint (docs/method.md section 2):
   decay:       V(t_p) = V(t_{p-1}) * exp(-(t_p - t_{p-1}) / tau_mp) + w_i * w_dyn        (eq. 1)
   refractory:  w_dyn = min(1, w_d0 + (dt / T_ref)^2)  if dt < T_ref else 1,  dt = t_p - t_out
-               (dt is time since the neuron's own last spike; method.md section 10 item 2)
+               (dt is time since the neuron's own last spike; docs/method.md section 10 item 2)
   reset:       V >= V_th  ->  spike, V <- V - gamma * V_th                                 (eq. 2)
   inhibition:  a spike of neuron j adds kappa * V_th,i to every other neuron i of a WTA layer
   clip:        V <- max(V, -V_th)
@@ -25,7 +25,7 @@ import numpy as np
 
 @dataclass(frozen=True)
 class NeuronParams:
-    """Constants of the LIF neuron (method.md table 5).
+    """Constants of the LIF neuron (docs/method.md table 5).
 
     tau_mp_ms: membrane (and trace) time constant; 20 ms for MNIST, 200 ms for N-MNIST.
     t_ref_ms:  soft refractory period of the dynamic weight (1 ms).
@@ -57,7 +57,7 @@ def decay_factor(dt_us: float, tau_us: float) -> float:
 
 @numba.njit(cache=True, inline="always")
 def refractory_weight(dt_since_spike_us: float, t_ref_us: float, w_d0: float) -> float:
-    """Dynamic weight w_dyn multiplying all inputs of a neuron (method.md 2.2).
+    """Dynamic weight w_dyn multiplying all inputs of a neuron (docs/method.md 2.2).
 
     Recovers quadratically from w_d0 to 1 over T_ref after the neuron's own spike; capped at 1.
     """

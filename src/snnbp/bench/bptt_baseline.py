@@ -1,6 +1,6 @@
 """Surrogate-gradient BPTT baseline: the usual time-stepped way to train the same spiking network.
 
-This is the comparison point of design.md "Performance model", written idiomatically (the way an
+This is the comparison point of `snnbp bench` (benchmarks/README.md), written idiomatically (the way an
 snnTorch or Norse user writes it), not artificially slowed:
 
   * input: time-major (T, B, P) float32 frames from per-pixel Poisson encoding at dt = 1 ms, total

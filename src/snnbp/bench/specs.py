@@ -12,8 +12,8 @@ Groups (``--which mnist``):
   dense   dense engine with the paper's rule (Lee2016Rule) vs its surrogate-gradient BPTT variant
           (SurrogateBPTT) on 784-800-10, T = 50, 100, 200 steps of 1 ms, batch 100, Adam (dense
           issue item 7); ``--device cuda`` runs the same code on a GPU.
-  conv    the same two rules on the convolutional preset configs/paper/mnist-conv.toml (T = 50,
-          batch 100, Adam), skipped when the preset is absent; used by scripts/gpu_check.sh.
+  conv    the same two rules on the embedded convolutional preset paper/mnist-conv.toml (T = 50,
+          batch 100, Adam); used by scripts/gpu_check.sh.
 
 The default (no ``--which``) runs mnist, nmnist and dense (conv only when named).
 """
@@ -25,7 +25,7 @@ from snnbp.errors import ConfigError
 PAPER_SIZES = [784, 800, 10]
 NMNIST_SIZES = [2312, 800, 10]
 RATE_HZ = 5000.0
-CONV_PRESET = "configs/paper/mnist-conv.toml"
+CONV_PRESET = "paper/mnist-conv.toml"  # embedded preset (snnbp/configs/), found from any directory
 
 _MNIST: dict[str, dict] = {
     "bptt-50ms": dict(engine="bptt", presentation_ms=50.0, batch=100, n_samples=1000),

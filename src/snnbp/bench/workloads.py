@@ -163,6 +163,18 @@ def _timed(step, n: int, per_call: int, sync=None) -> tuple[float, float, list]:
 # --------------------------------------------------------------------------------- one measurement
 
 
+def _preset(config: str) -> Path:
+    """A config file path, or the name of a preset shipped in the package (e.g. "paper/mnist-conv.toml"),
+    so a measurement finds its preset from any working directory."""
+    from snnbp.config import embedded_config
+
+    for path in (Path(config), embedded_config(config)):
+        if path.is_file():
+            return path
+    raise ConfigError(f"bench: config '{config}' is neither a file nor a preset under snnbp/configs/; "
+                      "name an existing TOML file or an embedded preset such as paper/mnist-conv.toml")
+
+
 def measure(spec: dict) -> dict:
     """Run one measurement in this process and return its record (see module docstring).
 
@@ -179,8 +191,8 @@ def measure(spec: dict) -> dict:
     if engine not in ENGINES:
         raise ConfigError(f"bench: unknown engine '{engine}' ({', '.join(ENGINES)})")
     name = s.get("name", engine)
-    if s.get("config") and not Path(s["config"]).is_file():
-        return {"name": name, "engine": engine, "skipped": f"config {s['config']} does not exist"}
+    if s.get("config"):
+        s["config"] = str(_preset(s["config"]))
     threads = int(s.get("threads") or os.cpu_count() or 1)
     _set_threads(threads)
     nmnist = engine.startswith("nmnist-")

@@ -1,6 +1,6 @@
 """MNIST: fetch once from a trusted source, cache as standard IDX files, load as uint8 arrays.
 
-Sources, in order (design.md, "Data"):
+Sources, in order:
 
 1. an IDX directory the user names (``--from``): the four standard files, plain or ``.gz``;
 2. the standard mirrors, when the internet is reachable, checked against the well-known md5 of

@@ -1,4 +1,4 @@
-"""Poisson spike encoding of static images (method.md 6.1 and 10.13).
+"""Poisson spike encoding of static images (docs/method.md 6.1 and 10.13).
 
 Each pixel p emits an independent Poisson stream of rate r_p = R * I_p / sum_q I_q (events/s), so
 the whole image emits R events/s in total (R = 5,000 for the paper). A superposition of independent

@@ -6,8 +6,8 @@ across the sensor and its edges make events. This module simulates that recordin
 
 1. Scene: the 28 x 28 digit on a screen (dark on white: that is what the real polarities say, see
    ``SynthParams``), placed in the 34 x 34 frame, blurred (optics + pixel area) and moved along the
-   saccade path. Path, speed profiles and pixel constants were fitted to the 20 real recordings in
-   ``shared/data/nmnist-sample`` (same MNIST digits): counts, polarities, burst profile, event images.
+   saccade path. Path, speed profiles and pixel constants were fitted to 20 real recordings of the same
+   MNIST digits (counts, polarities, burst profile, event images; docs/synthetic-nmnist.md).
 2. Pixels: each pixel sees log luminance ``log(black + (1 - black) * v)``, low-pass filtered (photoreceptor
    bandwidth). It emits an ON (OFF) event when it rose (fell) by more than the pixel's own contrast
    threshold since its last reset; thresholds

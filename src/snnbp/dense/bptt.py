@@ -1,4 +1,4 @@
-"""Surrogate-gradient BPTT on the *same* dense network: the comparison rule of issue 4.
+"""Surrogate-gradient BPTT on the *same* dense network: the comparison rule (train.rule = "bptt").
 
 Same forward as the paper's rule (dense/engine.py ``layer_step``: decay, refractory weight, spike,
 reset by subtraction, WTA, clip at -V_th, homeostasis), but the autograd graph is kept over all T
@@ -15,7 +15,7 @@ mechanism, committed by the trainer as for the paper's rule), and the clip's ina
 
 Loss on the output spike counts c (B, N_L) summed over the presentation:
   "mse_max" (default): 0.5 |c / max(c) - y|^2 with the max detached (0 when silent) -- the paper's
-            loss (method.md 3.8), so both rules optimize the same objective;
+            loss (docs/method.md 3.8), so both rules optimize the same objective;
   "ce_count": cross-entropy of softmax(c) against the label (snnTorch's ce_count_loss).
 The eq. 13 weight regularizer is added by the model for hidden layers, as for the paper's rule.
 """

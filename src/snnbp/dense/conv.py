@@ -1,7 +1,7 @@
 """Convolutional spiking layers for the dense engine: ``SpikingConv2d`` and ``SpikingPool2d``.
 
 Lee, Delbruck & Pfeiffer (2016) report a spiking CNN (Frontiers, 99.31 % on MNIST) without giving
-its details (method.md 6.3, 10 item 12). This module is one explicit reading. The *neuron* is the
+its details (docs/method.md 6.3, 10 item 12). This module is one explicit reading. The *neuron* is the
 engine's (dense/engine.py: decay exp(-dt/tau_mp), refractory weight, reset by subtracting gamma V_th,
 clip at -V_th, WTA, homeostasis); a layer supplies only its connectivity (dense/layers.py protocol).
 
@@ -15,7 +15,7 @@ SpikingConv2d, "conv:C:K" on an input map (C_in, H, W), valid convolution, strid
     an input event (as the fully connected layer / the event engine test only on input events).
   * WTA (kappa != 0): the C neurons at one location (y, x) form a group (eq. 4): a spike of map c
     at (y, x) adds kappa V_th,c' to every other map c' at the same (y, x).
-  * homeostasis (method.md 4.4) per feature map: at each location the C maps are a group of N = C
+  * homeostasis (docs/method.md 4.4) per feature map: at each location the C maps are a group of N = C
     neurons receiving the same input, so the fully connected rule gives map c the change
     rho (C s_cyx - n_s,yx); the shared threshold takes the *mean* of it over the H' W' locations
     (a sum would move a map's threshold H' W' times faster than a single neuron's at the same

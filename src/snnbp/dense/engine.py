@@ -2,17 +2,17 @@
 
 Per step n (time t_n = n dt, input = the events of bin n, dense/frames.py), layers in sequence
 (layer l+1 sees layer l's spikes of the same step, no synaptic delay, as in the event engine), every
-neuron i of a layer, with the step numbers of events/kernels.py:
+neuron i of a layer, with the step numbers of event_engine/kernels.py:
 
   1. decay:      V_i <- V_i exp(-dt / tau_mp)                                    (eq. 1)
   2. integrate:  V_i <- V_i + w_dyn,i(t_n) sum_k W[k, i] s_k     (s: input spike counts of the step;
-                 w_dyn = neuron.refractory_weight_tensor(t_n - t_last_spike), method.md 2.2)
+                 w_dyn = neuron.refractory_weight_tensor(t_n - t_last_spike), docs/method.md 2.2)
      clip:       V_i <- max(V_i, -V_th,i)
   3. spike:      s_i = [V_i >= V_th,i] if the neuron received an input event this step, else 0
                  (at most one spike per neuron per step); reset V_i <- V_i - gamma V_th,i s_i (eq. 2)
   4. WTA:        V_i <- V_i + kappa V_th,i (n_s - s_i)                           (eq. 4)
   5. clip:       V_i <- max(V_i, -V_th,i)
-  6. homeostasis (training only, method.md 4.4): V_th,i += rho N s_i - rho n_s, never below the
+  6. homeostasis (training only, docs/method.md 4.4): V_th,i += rho N s_i - rho n_s, never below the
                  floor, what the floor refuses taken from the others (zero sum, redistribute_refused);
                  the refused decrement accumulates in ``unmet`` (the layer's ``homeostasis``
                  gives the change; a conv layer's is per feature map, dense/conv.py).
@@ -58,7 +58,7 @@ def heaviside(v: torch.Tensor, th: torch.Tensor) -> torch.Tensor:
 
 @dataclass
 class DenseForward:
-    """What one presentation leaves behind; field names of events.engine.ForwardResult, torch tensors.
+    """What one presentation leaves behind; field names of event_engine.engine.ForwardResult, torch tensors.
 
     x_in (B, M_0), traces per layer (B, N_l): traces at t_end; counts per layer (B, N_l) float32
     holding integers (for BPTT counts[-1] carries the graph); dth, unmet per layer (B, *V_th shape);
@@ -84,7 +84,7 @@ class DenseForward:
         return self.output_counts.detach().argmax(dim=1)
 
     def to_numpy(self):
-        """The same numbers as an events.engine.ForwardResult (numpy, counts int32, synops int64)."""
+        """The same numbers as an event_engine.engine.ForwardResult (numpy, counts int32, synops int64)."""
         from snnbp.event_engine.engine import ForwardResult
 
         f = lambda t: t.detach().cpu().numpy().astype(np.float32)  # noqa: E731
@@ -163,7 +163,7 @@ def redistribute_refused(dth: torch.Tensor, lowest: torch.Tensor, refused: torch
     """Take the decrement the floor refused from the group's thresholds still above it (zero sum).
 
     dth (B, *th): threshold changes already clipped at the floor (dth >= lowest = floor - V_th);
-    refused (B, *th): what the clip refused. Water-filling as events.kernels._homeostasis: equal
+    refused (B, *th): what the clip refused. Water-filling as event_engine.kernels._homeostasis: equal
     shares over the neurons with room, capped at each one's distance to the floor, a few passes.
     The group is the whole threshold tensor of a sample (a layer's neurons; a conv layer's maps).
     """

@@ -1,21 +1,21 @@
 """Layers of the dense engine: what a spiking layer must provide so the engine and the rules can run it.
 
 The engine (dense/engine.py) owns the neuron: decay, refractory weight, spike, reset, inhibition,
-clip, homeostasis (events/kernels.py steps 1-6). A layer owns only its *connectivity*:
+clip, homeostasis (event_engine/kernels.py steps 1-6). A layer owns only its *connectivity*:
 
     synaptic_input(s_in)  (B, *in_shape) -> (B, *out_shape)   sum_k W[k, i] s_k   (the input current)
     received(s_in, n_ev)  -> bool mask broadcastable to (B, *out_shape): which neurons got an input
                              event this step (the event engine tests the threshold only on an input
                              event, kernels.py step 3, so the dense engine does too)
     peer_spikes(s)        -> (B, *out_shape) number of spikes of the *other* neurons of each neuron's
-                             WTA / homeostasis group this step (n_s - s_i, eq. 4 and method.md 4.4)
+                             WTA / homeostasis group this step (n_s - s_i, eq. 4 and docs/method.md 4.4)
     group_spikes(s)       -> (B, *out_shape) number of spikes in each neuron's group (n_s)
-    group_size            N of the homeostasis rule (rho N per spike, method.md 4.4)
+    group_size            N of the homeostasis rule (rho N per spike, docs/method.md 4.4)
     ops_per_input_event   synaptic operations one input event costs (event engine: N)
     ops_per_wta_spike     operations one spike's lateral inhibition costs (event engine: N - 1)
 
     homeostasis(s)        -> (change / rho, broadcastable to the threshold's batch shape (B, *th.shape);
-                              mask of the samples/groups where something fired) (method.md 4.4)
+                              mask of the samples/groups where something fired) (docs/method.md 4.4)
 
 and, for the paper's gradient rule (dense/lee2016_function.py, eqs. 11-12):
 
@@ -126,7 +126,7 @@ class SpikingLinear(nn.Module):
         return self.group_spikes(s) - s
 
     def homeostasis(self, s: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """(N s_i - n_s (B, N), n_s > 0 (B, 1)): threshold change / rho of method.md 4.4, and where
+        """(N s_i - n_s (B, N), n_s > 0 (B, 1)): threshold change / rho of docs/method.md 4.4, and where
         it applies at all (as the event engine, only when something fired)."""
         n_s = self.group_spikes(s)
         return self.group_size * s - n_s, n_s > 0

@@ -1,7 +1,7 @@
 """The paper's gradient rule as a torch.autograd.Function over the dense engine's final traces.
 
 Forward: run the dense simulation without a graph (dense/engine.py) and return the max-normalized
-output counts o = counts / max_j counts_j (0 for a silent output layer), method.md 3.8.
+output counts o = counts / max_j counts_j (0 for a silent output layer), docs/method.md 3.8.
 Backward: given dL/do (for L = mean_b 0.5 |o_b - y_b|^2 that is e_b / B with e = o - y), return
 the gradients of every layer's W and V_th with exactly the equations of gradient/lee2016.py
 (batched here; tests/test_dense_parity.py holds the two to 1e-5):
@@ -38,7 +38,7 @@ from snnbp.dense.engine import DenseForward, run_dense
 
 
 def max_normalize(counts: torch.Tensor) -> torch.Tensor:
-    """o = counts / max(counts) per sample (B, N); 0 when no output neuron fired (method.md 10.4)."""
+    """o = counts / max(counts) per sample (B, N); 0 when no output neuron fired (docs/method.md 10.4)."""
     cmax = counts.max(dim=1, keepdim=True).values
     return torch.where(cmax > 0, counts / cmax.clamp(min=1.0), torch.zeros_like(counts))
 
@@ -156,7 +156,7 @@ class Lee2016Function(torch.autograd.Function):
 class Lee2016Rule:
     """The paper's rule (Lee et al. 2016, section 4): no graph over time, gradients from final traces.
 
-    Output for the loss: o = max-normalized counts; loss per sample 0.5 |o - y|^2 (method.md 3.8).
+    Output for the loss: o = max-normalized counts; loss per sample 0.5 |o - y|^2 (docs/method.md 3.8).
     normalize: eq. 11-12 error normalization (False: plain chain rule).
     """
 

@@ -11,7 +11,7 @@ object passed in, not a string switch:
 
 A rule provides ``forward(model, inp, train, rho, readout_ms) -> (out, DenseForward)`` (``out`` is
 what its loss reads) and ``sample_loss(out, labels) -> (B,)``. ``loss`` adds the eq. 13 weight
-regularizer of the hidden layers (not the output layer, method.md 3.8).
+regularizer of the hidden layers (not the output layer, docs/method.md 3.8).
 """
 
 from __future__ import annotations
@@ -111,7 +111,7 @@ class DenseSNN(nn.Module):
         return run_dense(list(self.layers), self.as_input(x, t_end_ms), self.neuron, train=train, rho=rho, readout_ms=readout_ms)
 
     def regularizer(self, lam: float, beta: float) -> torch.Tensor:
-        """Eq. 13 summed over the hidden layers' neurons (the output layer gets none, method.md 3.8);
+        """Eq. 13 summed over the hidden layers' neurons (the output layer gets none, docs/method.md 3.8);
         a conv layer counts each filter once (``weight_matrix``: one column per shared weight vector)."""
         total = self.layers[0].weight.new_zeros(())
         for layer in list(self.layers)[:-1]:

@@ -1,6 +1,6 @@
 """Event engine: the paper's exact event-driven simulation of a ``Network`` on a batch of samples.
 
-This wrapper allocates the output arrays and calls the compiled kernel (events/kernels.py, which
+This wrapper allocates the output arrays and calls the compiled kernel (event_engine/kernels.py, which
 documents the semantics). Samples run in parallel on all cores (numba prange); each sample is
 simulated sequentially in continuous time.
 """

@@ -1,6 +1,6 @@
 """Compiled core of the event engine: one presentation of one sample, in continuous time.
 
-Semantics (Lee et al. 2016, method.md sections 2 and 10; the order is part of the contract and is
+Semantics (Lee et al. 2016, docs/method.md sections 2 and 10; the order is part of the contract and is
 what the tests check by hand):
 
 An input event (channel k, time t) is handled by the whole network before the next event, layer by
@@ -12,7 +12,7 @@ layer receives one event from source j at time t, every neuron i of the layer:
   2. integrates:    V_i <- V_i + W[j, i] * w_dyn_i(t)       (refractory dynamic weight, 2.2)
   3. fires at most once per incoming event if V_i >= V_th,i, then V_i <- V_i - gamma V_th,i   (eq. 2)
      (one reset per event, no upper clip: the residual is kept, which keeps the trace identity
-     V = sum_k w x_k - gamma V_th a + ... exact; method.md 10.6)
+     V = sum_k w x_k - gamma V_th a + ... exact; docs/method.md 10.6)
   4. WTA layers: each of the n_s spikes of this step adds kappa V_th,i to every *other* neuron i,
      i.e. V_i += kappa V_th,i (n_s - [i fired])                                   (eq. 4)
   5. clips:         V_i <- max(V_i, -V_th,i)

@@ -1,6 +1,6 @@
 """The paper's backward rule: traces -> deltas -> parameter gradients (Lee et al. 2016, section 4).
 
-Everything here works on one sample's end-of-presentation traces (method.md 3.9, "backward pass"):
+Everything here works on one sample's end-of-presentation traces (docs/method.md 3.9, "backward pass"):
 no state is unrolled over time. Conventions: ``grad`` means the quantity that an optimizer *subtracts*
 (scaled by its learning rate), so plain SGD reproduces eq. (12) exactly.
 
@@ -17,13 +17,13 @@ input traces x (x_in for layer 0, the previous layer's a otherwise):
   weight gradient (eq. 12):    grad W[k, i] = sqrt(N / m) delta_i x_k
   threshold gradient:          grad V_th,i  = -sqrt(N / (m M)) delta_i a_hat_i
       The paper prints the same sign as for weights; gradient descent on eq. (6)'s
-      d a / d V_th = -a_hat / V_th needs this sign (method.md 10.1), i.e. V_th rises when the
+      d a / d V_th = -a_hat / V_th needs this sign (docs/method.md 10.1), i.e. V_th rises when the
       neuron over-responds. tests/test_gradient.py checks it against finite differences.
   regularizer (eq. 13):        grad W[:, i] += lambda beta W[:, i] exp(beta (|W[:, i]|^2 - 1)),
-                               hidden layers only, added once per optimizer step (method.md 10.11)
+                               hidden layers only, added once per optimizer step (docs/method.md 10.11)
   threshold floor (4.4):       a threshold pushed below its floor f stays at f, and every weight of
                                the neuron is raised by u instead ("raise all weights by the same
-                               amount", method.md 10.8; the amount is not given). Our reading: u is
+                               amount", docs/method.md 10.8; the amount is not given). Our reading: u is
                                the refused decrement D divided by the sample's summed input trace,
                                u = D / sum_k x_k, so the drive sum_k w_k x_k rises by exactly D, the
                                effect the refused threshold step would have had. Raising every weight
@@ -95,7 +95,7 @@ def sample_deltas(weights, col_scales, col_offsets, thresholds, counts, b, label
 
     counts: tuple of (B, N_l) int32 spike counts; col_scales, col_offsets: tuples of (N_l,)
     (effective W = (W + off) cs, module doc). Silent hidden neurons get delta 0 (only active
-    units enter the sums, method.md 2); every output neuron gets an error (method.md 10.4).
+    units enter the sums, docs/method.md 2); every output neuron gets an error (docs/method.md 10.4).
     """
     L = len(weights)
     out = counts[L - 1][b]
@@ -261,7 +261,7 @@ def floor_raises(th, floor, unmet, raise_per_unit):
     unmet (N,) holds decrements already refused (by homeostasis during the presentation);
     thresholds now below the floor add theirs. Every weight of neuron i is to be raised by
     u_i = unmet_i * raise_per_unit ("all weights of that neuron are raised by the same amount",
-    method.md 4.4): raise_per_unit = 1 / sum_k x_k gives the drive-equivalent reading of the module
+    docs/method.md 4.4): raise_per_unit = 1 / sum_k x_k gives the drive-equivalent reading of the module
     doc, 1 the literal one, 0 no compensation. (A multiplicative rescaling, the other reading, makes
     a silent neuron with mostly negative weights ever more negative; it ran away in our tests.)
     """

@@ -12,7 +12,7 @@ weight norms, per neuron-location for spikes):
   spikes_per_sample         training spikes of the layer per sample
 
 and for the run: ``zero_error_fraction``, the fraction of training samples whose output error
-o - y was exactly zero (no data gradient; method.md 3.8: max-normalized outputs).
+o - y was exactly zero (no data gradient; docs/method.md 3.8: max-normalized outputs).
 """
 
 from __future__ import annotations

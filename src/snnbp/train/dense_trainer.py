@@ -161,7 +161,7 @@ class DenseTrainer:
 
 
 class DenseEngine:
-    """Evaluation callable with the signature of events.engine.run_events, on the dense engine.
+    """Evaluation callable with the signature of event_engine.engine.run_events, on the dense engine.
 
     ``engine(net, batch, readout_times_us=None) -> ForwardResult`` (numpy), so metrics.evaluate
     runs unchanged; train=False: no homeostasis.

@@ -1,8 +1,8 @@
 """Which engine trains and evaluates a run: the one place that maps config strings to objects.
 
-    train.engine = "event"  -> train.trainer.EventTrainer, evaluation by events.engine.run_events
-    train.engine = "dense"  -> dense.trainer.DenseTrainer on train.device with step train.dt_ms,
-                               evaluation by dense.trainer.DenseEngine (same dt and device)
+    train.engine = "event"  -> train.event_trainer.EventTrainer, evaluation by event_engine.engine.run_events
+    train.engine = "dense"  -> train.dense_trainer.DenseTrainer on train.device with step train.dt_ms,
+                               evaluation by train.dense_trainer.DenseEngine (same dt and device)
     train.rule   = "lee2016" -> dense.lee2016_function.Lee2016Rule(normalize=optim.normalize)
     train.rule   = "bptt"    -> dense.bptt.SurrogateBPTT(train.surrogate, train.surrogate_slope)
 

@@ -1,10 +1,10 @@
-"""Compiled training steps for the event engine: forward (events.kernels) + backward (gradient.lee2016).
+"""Compiled training steps for the event engine: forward (event_engine.kernels) + backward (gradient.lee2016).
 
-``sgd_per_sample`` is the paper's protocol (batch size 1, plain SGD, method.md 3.8): each sample is
+``sgd_per_sample`` is the paper's protocol (batch size 1, plain SGD, docs/method.md 3.8): each sample is
 simulated, its gradient computed and applied before the next sample, all inside one compiled call
 per chunk, so there is no Python work per sample. ``batch_gradients`` serves every other optimizer:
 it averages per-sample gradients of an already simulated batch into buffers that a torch optimizer
-then applies (trainer.py). Both call the same gradient functions; tests/test_training_steps.py holds
+then applies (event_trainer.py). Both call the same gradient functions; tests/test_training_steps.py holds
 the fused step equal to forward + ``batch_gradients`` + torch.optim.SGD.
 """
 

@@ -6,7 +6,7 @@ Two paths, one rule:
     their gradients averaged by ``event_steps.batch_gradients``, and a torch optimizer
     (torch.optim.SGD / torch.optim.Adam) updates ``torch.from_numpy`` views of the network's arrays.
 After either, homeostasis is committed and the threshold floor enforced (gradient.lee2016).
-Homeostasis is a per-sample rule (method.md 4.4): a mini-batch commits the *sum* of its samples'
+Homeostasis is a per-sample rule (docs/method.md 4.4): a mini-batch commits the *sum* of its samples'
 threshold changes, so every sample acts at full strength rho whatever the batch size (averaging
 would silently divide rho by the batch size).
 """

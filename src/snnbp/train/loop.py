@@ -1,13 +1,13 @@
 """The training loop: epochs of event-engine training, evaluation, metrics and checkpoints.
 
-Run directory layout (design.md, Command line):
+Run directory layout:
     config.toml        resolved configuration
     metrics.jsonl      one JSON object per epoch
     last.safetensors   checkpoint after every epoch / on Ctrl-C (resumable, atomic)
     model.safetensors  final network
     summary.json       final numbers (also printed as the last stdout line by the CLI)
 
-Schedules (method.md 5): lr and rho are multiplied by ``decay_per_epoch`` after every epoch; the first
+Schedules (docs/method.md 5): lr and rho are multiplied by ``decay_per_epoch`` after every epoch; the first
 epoch may use longer warm-up presentations. Divergence (NaN, runaway firing) stops training with a
 TrainingDiverged error and leaves the last good checkpoint in place.
 
