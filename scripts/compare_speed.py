@@ -29,8 +29,8 @@ import numba, numpy as np, torch
 torch.set_num_threads(1)
 numba.set_num_threads(1)
 from snnbp.config import load_config
-from snnbp.train.engines import make_trainer
-from snnbp.train.loop import build_network
+from snnbp.train.build import make_trainer
+from snnbp.train.build import build_network
 from snnbp.data.sources import make_source
 cfg = load_config(sys.argv[1], ["data.train_limit=4000"])
 src = make_source(cfg.data, 0)

@@ -271,12 +271,12 @@ def test_bad_shapes_and_configs_are_clear_errors():
         with pytest.raises(ConfigError, match=msg):
             load_config(None, base + extra)
     # A conv network handed to the event engine (e.g. a checkpoint evaluated with engine=event).
-    from snnbp.train.engines import make_trainer
+    from snnbp.train.build import make_trainer
 
     with pytest.raises(ConfigError, match="only the dense engine"):
         make_trainer(load_config(None, []), net)
     # build_network: the input shape must match the data's channels.
-    from snnbp.train.loop import build_network
+    from snnbp.train.build import build_network
 
     with pytest.raises(ConfigError, match="model.input_shape"):
         build_network(load_config(None, base + ["train.engine=dense"]), 2312)
@@ -287,7 +287,7 @@ def test_bad_shapes_and_configs_are_clear_errors():
 def test_conv_presets_build(preset, n_inputs, shape):
     from pathlib import Path
 
-    from snnbp.train.loop import build_network
+    from snnbp.train.build import build_network
 
     path = Path(__file__).resolve().parent.parent / preset
     net = build_network(load_config(path), n_inputs)

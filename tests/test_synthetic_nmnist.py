@@ -8,7 +8,7 @@ import json
 import numpy as np
 import pytest
 
-from snnbp.data import synthetic_nmnist as syn
+from snnbp.data.synthetic import simulator as sim, writer
 from snnbp.data.events import EVENT_DTYPE
 from snnbp.data.idx import write_idx
 from snnbp.data.mnist import FILE_NAMES
@@ -54,23 +54,23 @@ DIGITS = [(drawn_digit(k), k if k in (0, 1, 7) else 4) for k in (0, 1, 7, 4)]
 
 def test_synthesize_sample_is_deterministic_by_seed():
     img = DIGITS[0][0]
-    a = syn.synthesize_sample(img, 5)
-    b = syn.synthesize_sample(img, np.random.default_rng(5))
-    c = syn.synthesize_sample(img, 6)
+    a = sim.synthesize_sample(img, 5)
+    b = sim.synthesize_sample(img, np.random.default_rng(5))
+    c = sim.synthesize_sample(img, 6)
     assert a.dtype == EVENT_DTYPE
     np.testing.assert_array_equal(a, b)
     assert len(a) != len(c) or not np.array_equal(a, c)
 
 
 def test_sample_rng_depends_on_seed_split_and_index_only():
-    draw = lambda *key: syn.sample_rng(*key).integers(0, 2**62)  # noqa: E731
+    draw = lambda *key: sim.sample_rng(*key).integers(0, 2**62)  # noqa: E731
     assert draw(0, "train", 3) == draw(0, "train", 3)
     assert len({draw(0, "train", 3), draw(1, "train", 3), draw(0, "test", 3), draw(0, "train", 4)}) == 4
 
 
 @pytest.mark.parametrize("img,label", DIGITS)
 def test_statistics_fall_in_real_ranges(img, label):
-    ev = syn.synthesize_sample(img, syn.sample_rng(0, "train", label))
+    ev = sim.synthesize_sample(img, sim.sample_rng(0, "train", label))
     assert REAL_EVENTS[0] <= len(ev) <= REAL_EVENTS[1]
     assert 0.4 <= ev["p"].mean() <= 0.6  # ON and OFF about balanced
     assert np.all(np.diff(ev["t"]) >= 0) and ev["t"].min() >= 0
@@ -84,7 +84,7 @@ def test_statistics_fall_in_real_ranges(img, label):
 
 
 def test_saccades_move_the_digit_a_few_pixels():
-    ev = syn.synthesize_sample(DIGITS[2][0], 0)
+    ev = sim.synthesize_sample(DIGITS[2][0], 0)
     t = ev["t"] / 1000
 
     def centroid(a, b):
@@ -100,11 +100,11 @@ def test_saccades_move_the_digit_a_few_pixels():
 
 def test_params_change_the_output_as_documented():
     img = DIGITS[0][0]
-    base = syn.synthesize_sample(img, 1)
-    high = syn.synthesize_sample(img, 1, syn.SynthParams(threshold_on=0.6, threshold_off=0.6))
-    quiet = syn.synthesize_sample(np.zeros((28, 28), np.uint8), 1)  # blank screen: only noise
+    base = sim.synthesize_sample(img, 1)
+    high = sim.synthesize_sample(img, 1, sim.SynthParams(threshold_on=0.6, threshold_off=0.6))
+    quiet = sim.synthesize_sample(np.zeros((28, 28), np.uint8), 1)  # blank screen: only noise
     assert len(high) < 0.7 * len(base)
-    expected_noise = syn.DEFAULT_PARAMS.noise_rate_hz * 34 * 34 * 0.31
+    expected_noise = sim.DEFAULT_PARAMS.noise_rate_hz * 34 * 34 * 0.31
     assert 0.5 * expected_noise < len(quiet) < 1.5 * expected_noise
 
 
@@ -128,28 +128,28 @@ def test_generate_writes_official_files_and_marker(tmp_path, mnist_root):
     from snnbp.data.nmnist_format import read_events
 
     root, imgs, labels = mnist_root
-    out = syn.generate_synthetic_nmnist(tmp_path / "out", mnist_root=root, seed=3, limit=4, workers=1, progress=False)
+    out = writer.generate_synthetic_nmnist(tmp_path / "out", mnist_root=root, seed=3, limit=4, workers=1, progress=False)
     assert out == tmp_path / "out" / "nmnist-synthetic"
     train = sorted(out.glob("Train/*/*.bin"))
     assert sorted(p.name for p in train) == [f"{i:05d}.bin" for i in range(1, 5)]  # 1-based MNIST index
     for i in range(4):
         path = out / "Train" / str(labels[i]) / f"{i + 1:05d}.bin"
-        expected = syn.synthesize_sample(imgs[i], syn.sample_rng(3, "train", i))
+        expected = sim.synthesize_sample(imgs[i], sim.sample_rng(3, "train", i))
         np.testing.assert_array_equal(read_events(path), expected)
     assert len(list(out.glob("Test/*/*.bin"))) == 3  # limit caps at the split size
-    marker = json.loads((out / syn.MARKER).read_text())
+    marker = json.loads((out / writer.MARKER).read_text())
     assert marker["complete"] and marker["seed"] == 3 and marker["limit"] == 4
-    assert marker["generator_version"] == syn.GENERATOR_VERSION
+    assert marker["generator_version"] == sim.GENERATOR_VERSION
     assert marker["samples"] == {"Train": 4, "Test": 3}
-    assert marker["params"]["threshold_on"] == syn.DEFAULT_PARAMS.threshold_on
-    assert syn.read_marker(out / "Train" / "0") is not None  # found from inside the dataset too
+    assert marker["params"]["threshold_on"] == sim.DEFAULT_PARAMS.threshold_on
+    assert writer.read_marker(out / "Train" / "0") is not None  # found from inside the dataset too
 
 
 def test_files_do_not_depend_on_worker_count(tmp_path, mnist_root, monkeypatch):
     root = mnist_root[0]
-    monkeypatch.setattr(syn, "_CHUNK", 2)  # several tasks, so the process pool really shares the work
-    one = syn.generate_synthetic_nmnist(tmp_path / "w1", mnist_root=root, seed=0, workers=1, progress=False)
-    two = syn.generate_synthetic_nmnist(tmp_path / "w2", mnist_root=root, seed=0, workers=2, progress=False)
+    monkeypatch.setattr(writer, "_CHUNK", 2)  # several tasks, so the process pool really shares the work
+    one = writer.generate_synthetic_nmnist(tmp_path / "w1", mnist_root=root, seed=0, workers=1, progress=False)
+    two = writer.generate_synthetic_nmnist(tmp_path / "w2", mnist_root=root, seed=0, workers=2, progress=False)
     files = sorted(p.relative_to(one) for p in one.glob("*/*/*.bin"))
     assert len(files) == 9
     assert files == sorted(p.relative_to(two) for p in two.glob("*/*/*.bin"))
@@ -159,12 +159,12 @@ def test_files_do_not_depend_on_worker_count(tmp_path, mnist_root, monkeypatch):
 
 def test_same_recipe_is_not_redone_and_smaller_limit_leaves_no_extra_files(tmp_path, mnist_root):
     root = mnist_root[0]
-    out = syn.generate_synthetic_nmnist(tmp_path, mnist_root=root, limit=3, workers=1, progress=False)
+    out = writer.generate_synthetic_nmnist(tmp_path, mnist_root=root, limit=3, workers=1, progress=False)
     first = out / "Train" / str(mnist_root[2][0]) / "00001.bin"
     stamp = first.stat().st_mtime_ns
-    syn.generate_synthetic_nmnist(tmp_path, mnist_root=root, limit=3, workers=1, progress=False)
+    writer.generate_synthetic_nmnist(tmp_path, mnist_root=root, limit=3, workers=1, progress=False)
     assert first.stat().st_mtime_ns == stamp
-    syn.generate_synthetic_nmnist(tmp_path, mnist_root=root, limit=2, workers=1, progress=False)
+    writer.generate_synthetic_nmnist(tmp_path, mnist_root=root, limit=2, workers=1, progress=False)
     assert len(list(out.glob("Train/*/*.bin"))) == 2
 
 
@@ -173,9 +173,9 @@ def test_refuses_to_mix_with_files_that_are_not_its_own(tmp_path, mnist_root):
     foreign.parent.mkdir(parents=True)
     foreign.write_bytes(b"\x00" * 5)
     with pytest.raises(DataError, match="SYNTHETIC.json"):
-        syn.generate_synthetic_nmnist(tmp_path, mnist_root=mnist_root[0], limit=1, workers=1, progress=False)
+        writer.generate_synthetic_nmnist(tmp_path, mnist_root=mnist_root[0], limit=1, workers=1, progress=False)
 
 
 def test_missing_mnist_is_a_data_error(tmp_path):
     with pytest.raises(DataError):
-        syn.generate_synthetic_nmnist(tmp_path, mnist_root=tmp_path / "nothing", limit=1, progress=False)
+        writer.generate_synthetic_nmnist(tmp_path, mnist_root=tmp_path / "nothing", limit=1, progress=False)

@@ -101,11 +101,11 @@ def nmnist_pool(n: int, split: str, source: str, seed: int):
     """n synthetic N-MNIST recordings made in-process: (channels list, times_us list, labels, data name).
 
     Digits: the first n MNIST digits of ``split`` when cached (source auto|mnist), else random strokes
-    (source random, or auto without MNIST). Recording i uses synthetic_nmnist.sample_rng(seed, split, i),
+    (source random, or auto without MNIST). Recording i uses synthetic.simulator.sample_rng(seed, split, i),
     the same generator `snnbp data nmnist --synthetic` uses for sample i.
     """
     from snnbp.data.events import NMNIST_SENSOR, events_to_channels
-    from snnbp.data.synthetic_nmnist import sample_rng, synthesize_sample
+    from snnbp.data.synthetic.simulator import sample_rng, synthesize_sample
 
     images, labels, digits = (None, None, None)
     if source in ("auto", "mnist"):
@@ -448,8 +448,8 @@ def _measure_dense(engine, sizes, images, labels, ms, batch, n, device, config):
 
     from snnbp.data.poisson import poisson_events, sample_seeds
     from snnbp.config import load_config
-    from snnbp.train.engines import make_trainer
-    from snnbp.train.loop import build_network
+    from snnbp.train.build import make_trainer
+    from snnbp.train.build import build_network
 
     rule = "lee2016" if engine == "dense-lee2016" else "bptt"
     over = ["train.engine=dense", f"train.device={device}", f"train.dt_ms={DT_MS}", f"train.rule={rule}",

@@ -30,7 +30,7 @@ def register(data_subparsers: argparse._SubParsersAction) -> argparse.ArgumentPa
 
 
 def _run(args: argparse.Namespace) -> int:
-    from snnbp.data.mnist import fetch_mnist  # imported here so `snnbp --help` stays fast
+    from snnbp.data.mnist_fetch import fetch_mnist  # imported here so `snnbp --help` stays fast
 
     directory = fetch_mnist(root=args.root, idx_dir=args.idx_dir, allow_network=not args.offline, force=args.force)
     print(directory)

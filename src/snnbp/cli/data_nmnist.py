@@ -3,7 +3,7 @@
 ``--from DIR_OR_ZIP`` reads every file of both splits (folder or the official zips, never unpacked),
 prints counts per split and class and any bad file, and records where the data is in
 ``<data root>/nmnist/index.json`` so that training configs can say ``data.source = "nmnist"`` without a
-path (``snnbp.data.nmnist.resolve_nmnist``). ``--synthetic`` writes a synthetic N-MNIST made from MNIST.
+path (``snnbp.data.paths.resolve_nmnist``). ``--synthetic`` writes a synthetic N-MNIST made from MNIST.
 Nothing is downloaded: the official archives must be fetched by hand.
 """
 
@@ -12,7 +12,6 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from snnbp.data.nmnist import resolve_nmnist  # noqa: F401  (re-exported for callers that look here)
 from snnbp.errors import DataError
 
 
@@ -64,7 +63,8 @@ def _record_path(given: Path) -> Path:
 
 
 def _run_from(args: argparse.Namespace) -> int:
-    from snnbp.data.nmnist import NMNIST, SPLIT_DIRS, write_index
+    from snnbp.data.nmnist import NMNIST
+    from snnbp.data.paths import SPLIT_DIRS, write_index
 
     path = _record_path(args.from_path)
     splits, missing, n_bad = {}, {}, 0
@@ -105,9 +105,9 @@ def _print_split(split_dir: str, ds) -> None:
 
 
 def _run_synthetic(args: argparse.Namespace) -> int:
-    from snnbp.data.mnist import data_root
-    from snnbp.data.nmnist import NMNIST, SPLIT_DIRS
-    from snnbp.data.synthetic_nmnist import generate_synthetic_nmnist  # heavy (numba): only when asked
+    from snnbp.data.nmnist import NMNIST
+    from snnbp.data.paths import SPLIT_DIRS, data_root
+    from snnbp.data.synthetic.writer import generate_synthetic_nmnist  # heavy (numba): only when asked
 
     out = generate_synthetic_nmnist(data_root(args.root), mnist_root=args.root, seed=args.seed, limit=args.limit,
                                     progress=True)

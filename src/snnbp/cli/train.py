@@ -22,6 +22,8 @@ def register(sub) -> None:
     e.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override a data key, e.g. --set data.test_limit=1000")
     e.add_argument("--latency", action="store_true", help="also report accuracy and synops vs. presentation time")
+    e.add_argument("--save", action="store_true",
+                   help="with --latency: write latency.json beside the checkpoint (drawn by `snnbp report`)")
     e.set_defaults(func=_eval)
 
 
@@ -40,22 +42,19 @@ def _train(args) -> int:
 def _eval(args) -> int:
     import numpy as np
 
-    from snnbp.serialization import load_tensors
-
-    from snnbp.model import Network
-    from snnbp.train.engines import make_evaluator
-    from snnbp.errors import DataError
     from snnbp.config import load_config
     from snnbp.data.sources import make_source
+    from snnbp.errors import DataError
+    from snnbp.serialization import load_checkpoint
+    from snnbp.train.build import make_evaluator
 
     path = Path(args.checkpoint)
     if path.is_dir():
         path = path / "model.safetensors" if (path / "model.safetensors").exists() else path / "last.safetensors"
-    tensors, meta = load_tensors(path)
-    if "network" not in meta or "config" not in meta:
+    net, _, _, _, saved_config = load_checkpoint(path)
+    if not saved_config:
         raise DataError(f"{path} is not an snnbp run checkpoint (it needs a network and a config header)")
-    net = Network.from_parts(meta["network"], tensors)
-    cfg = load_config(None, args.overrides, base=meta["config"])
+    cfg = load_config(None, args.overrides, base=saved_config)
     source = make_source(cfg.data, cfg.train.seed)
     readout = None
     if args.latency:
@@ -63,5 +62,12 @@ def _eval(args) -> int:
         readout = np.linspace(end / 20, end, 20)
     out = make_evaluator(cfg)(net, source, readout_ms=readout)  # the run's engine (train.engine)
     out.update(checkpoint=str(path), data=source.name)
+    if args.save:
+        if not args.latency:
+            raise DataError("--save writes the latency curve; add --latency")
+        dest = path.parent / "latency.json"
+        tmp = dest.with_suffix(".json.tmp")
+        tmp.write_text(json.dumps(out, indent=2) + "\n")
+        tmp.replace(dest)  # atomic: `snnbp report` reads this file
     print(json.dumps(out))
     return 0

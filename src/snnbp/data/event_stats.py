@@ -166,7 +166,7 @@ def nmnist_files(directory: str | Path, limit: int | None = None) -> list[Path]:
 
 def describe_source(directory: str | Path) -> str:
     """One line saying whether a folder holds real or synthetic N-MNIST, from its SYNTHETIC.json."""
-    from snnbp.data.synthetic_nmnist import read_marker
+    from snnbp.data.synthetic.writer import read_marker
 
     marker = read_marker(directory)
     if marker is None:

@@ -11,7 +11,8 @@ Any subset works (a handful of files is a valid dataset). Every file is named th
 source, ``Train/3/00011.bin``, so a zip and its unpacked folder give identical datasets.
 
 ``load_all`` preloads a split as compact CSR arrays (optionally cached as .npz); ``crop_events`` picks
-the paper's random 300-event training window.
+the paper's random 300-event training window. Where the data root keeps N-MNIST (the index written by
+``snnbp data nmnist``, ``resolve_nmnist``) is ``snnbp.data.paths``.
 """
 
 from __future__ import annotations
@@ -31,11 +32,11 @@ import numpy as np
 
 from snnbp.data.events import NMNIST_SENSOR, events_to_channels
 from snnbp.data.nmnist_format import BYTES_PER_EVENT, decode_events
+from snnbp.data.paths import SPLIT_DIRS
 from snnbp.errors import DataError
 
 log = logging.getLogger(__name__)
 
-SPLIT_DIRS = {"train": "Train", "test": "Test"}
 CLASSES = tuple(str(d) for d in range(10))
 CACHE_VERSION = 1  # bump when load_all's arrays change meaning, so old caches are not reused
 _MEMBER = re.compile(r"(?:^|/)([0-9])/([^/]+\.bin)$", re.IGNORECASE)  # ".../<digit>/<name>.bin" in a zip
@@ -346,64 +347,3 @@ def crop_events(n_events_total, length: int = 300, rng: np.random.Generator | No
     if n.ndim == 0:
         return int(start), int(stop)
     return start.astype(np.int64), stop.astype(np.int64)
-
-
-# ------------------------------------------------------------------------------------------- index
-
-INDEX_DIR = "nmnist"  # under the data root
-INDEX_FILE = "index.json"
-SYNTHETIC_DIR = "nmnist-synthetic"  # where snnbp.data.synthetic_nmnist writes (its SUBDIR)
-
-
-def index_path(root=None) -> Path:
-    """``<data root>/nmnist/index.json``, written by ``snnbp data nmnist --from``."""
-    from snnbp.data.mnist import data_root
-
-    return data_root(root) / INDEX_DIR / INDEX_FILE
-
-
-def write_index(record: dict, root=None) -> Path:
-    """Save what ``snnbp data nmnist --from`` found (atomically) and return the index path."""
-    path = index_path(root)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(record, indent=2) + "\n")
-    os.replace(tmp, path)
-    return path
-
-
-def resolve_nmnist(root=None, kind: str = "real", split: str | None = None) -> Path:
-    """Where N-MNIST is: a folder or zip that ``NMNIST(path, split)`` opens.
-
-    kind "real": the path recorded by ``snnbp data nmnist --from``; "synthetic": ``<root>/nmnist-synthetic``
-    made by ``snnbp data nmnist --synthetic``. ``split``, if given, must be present there.
-    Raises DataError naming the command to run when the data is not set up.
-    """
-    if kind == "synthetic":
-        from snnbp.data.mnist import data_root
-
-        folder = data_root(root) / SYNTHETIC_DIR
-        meta = folder / "SYNTHETIC.json"
-        if not meta.is_file() or not json.loads(meta.read_text()).get("complete"):
-            raise DataError(f"no complete synthetic N-MNIST in {folder}; run `snnbp data nmnist --synthetic`")
-        return folder
-    if kind != "real":
-        raise DataError(f"kind must be 'real' or 'synthetic', got {kind!r}")
-    path = index_path(root)
-    if not path.is_file():
-        raise DataError(
-            f"N-MNIST is not set up ({path} is missing); download Train.zip and Test.zip from the N-MNIST site "
-            "and run `snnbp data nmnist --from DIR_OR_ZIP`"
-        )
-    record = json.loads(path.read_text())
-    data = Path(record["path"])
-    if not data.exists():
-        raise DataError(
-            f"N-MNIST was recorded at {data}, which is gone; run `snnbp data nmnist --from DIR_OR_ZIP` again"
-        )
-    if split is not None and split not in record.get("splits", {}):
-        raise DataError(
-            f"the N-MNIST at {data} has no {SPLIT_DIRS.get(split, split)} split; run `snnbp data nmnist --from` "
-            "with a folder or zips holding both Train and Test"
-        )
-    return data

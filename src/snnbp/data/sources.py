@@ -99,8 +99,8 @@ def make_source(cfg: DataConfig, seed: int):
 
 def make_nmnist_source(cfg: DataConfig, seed: int) -> EventSource:
     """N-MNIST (real or synthetic, ``cfg.source``) as an EventSource; a limit takes an even spread of classes."""
-    from snnbp.data.mnist import data_root
-    from snnbp.data.nmnist import NMNIST, load_all, resolve_nmnist
+    from snnbp.data.nmnist import NMNIST, load_all
+    from snnbp.data.paths import data_root, resolve_nmnist
 
     kind = "synthetic" if cfg.source == "nmnist-synthetic" else "real"
     root = cfg.root or None

@@ -35,6 +35,7 @@ from dataclasses import dataclass, field
 import torch
 
 from snnbp.dense.engine import DenseForward, run_dense
+from snnbp.gradient.lee2016 import EXP_CAP
 
 
 def max_normalize(counts: torch.Tensor) -> torch.Tensor:
@@ -179,8 +180,8 @@ def exp_weight_regularizer(weight: torch.Tensor, lam: float, beta: float) -> tor
     """sum_i 0.5 lambda exp(beta (sum_k W[k, i]^2 - 1)) (eq. 13); one neuron per column of W.
 
     Beyond z = beta (|W_i|^2 - 1) = EXP_CAP the exponential is continued linearly (value and slope
-    match at the cap): float32 exp overflows at z ~ 88, and an infinite gradient turns the weights
-    into NaN under any optimizer. Below the cap (|W_i|^2 < 4 at beta = 10) nothing changes.
+    match at the cap): the overflow policy of gradient.lee2016.regularization_from_norms, so both
+    engines apply the same regularizer everywhere.
     """
     if lam <= 0.0:
         return weight.new_zeros(())
@@ -188,6 +189,4 @@ def exp_weight_regularizer(weight: torch.Tensor, lam: float, beta: float) -> tor
     capped = z.clamp(max=EXP_CAP)
     return 0.5 * lam * (torch.exp(capped) * (1.0 + (z - capped))).sum()
 
-
-EXP_CAP = 30.0  # exp(30) ~ 1e13: a huge but finite pull back towards |W_i|^2 ~ 1
 

@@ -221,16 +221,28 @@ def column_sq_norms(W):
     return sq
 
 
+EXP_CAP = 30.0  # eq. 13's exponent z beyond which exp is continued linearly (exp(30) ~ 1e13)
+
+
 @numba.njit(cache=True)
 def regularization_from_norms(sq, lam, beta):
-    """c_i = lambda beta exp(beta (|w_i|^2 - 1)) (eq. 13) from squared norms sq (N,), and the loss."""
+    """c_i = lambda beta exp(beta (|w_i|^2 - 1)) (eq. 13) from squared norms sq (N,), and the loss.
+
+    The one overflow policy of every engine (dense/lee2016_function.exp_weight_regularizer applies
+    the same): beyond z = beta (|w_i|^2 - 1) = EXP_CAP the exponential is continued linearly, value
+    and slope matching at the cap, so c_i stays exp(EXP_CAP) lambda beta, a huge but finite pull
+    back (float32 exp overflows at z ~ 88 and an infinite gradient turns weights into NaN). Below
+    the cap (|w_i|^2 < 4 at beta = 10) nothing changes.
+    """
     N = sq.shape[0]
     c = np.empty(N, np.float64)
     loss = 0.0
     for i in range(N):
-        ex = math.exp(beta * (sq[i] - 1.0))
+        z = beta * (sq[i] - 1.0)
+        zc = z if z < EXP_CAP else EXP_CAP
+        ex = math.exp(zc)
         c[i] = lam * beta * ex
-        loss += 0.5 * lam * ex
+        loss += 0.5 * lam * ex * (1.0 + (z - zc))
     return c, loss
 
 

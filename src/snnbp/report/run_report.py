@@ -1,6 +1,6 @@
 """`snnbp report RUN_DIR`: figures (PNG) and a Markdown summary of a training run.
 
-Reads only what the run wrote (metrics.jsonl, summary.json, config.toml, optional latency.json from
+Reads only what the run wrote (metrics.jsonl, summary.json, config.toml, optional latency.json written by
 ``snnbp eval --latency --save``), so a report can be regenerated at any time without the data.
 """
 

@@ -56,10 +56,7 @@ def _fold_columns(W, cs, off):
 
 
 @numba.njit(cache=True)
-def sgd_per_sample(weights, thresholds, kappas, floors, reg_layers, channels, times, offsets, t_end, labels,
-                   tau_us, tref_us, wd0, gamma, sigma, rho, lr_w, lr_th, lam, beta, normalize, floor_mode,
-                   x_s, a_s, count_s, dth_s, unmet_s, delta_s, col_s64, col_s32, col_inv, col_off64, col_off32,
-                   sq_norms, col_sums, ro_counts, ro_synops, stats, spikes, unit_spikes):
+def sgd_per_sample(net, events, labels, neuron, hyper, scratch, columns, stats, spikes, unit_spikes):
     """Train on every sample of a CSR chunk in order, updating weights/thresholds in place.
 
     Per sample (eqs. 11-13): deltas from the pre-update parameters; W <- W - lr (reg grad + data
@@ -74,10 +71,26 @@ def sgd_per_sample(weights, thresholds, kappas, floors, reg_layers, channels, ti
     So a sample costs O(N) for both instead of sweeps over the M x N matrix; one sweep at the end of
     the chunk folds them into W. cs and off are float64, so the tiny late-schedule shrinkage
     (lr c ~ 1e-8, below float32 resolution) still acts: a float32 factor rounds to exactly 1.
-    Scratch: leading dimension 1; col_*: (N_l,) ones (scales) / zeros (offsets); sq_norms[l],
-    col_sums[l]: (N_l,) for the regularized layers (their norms enter eq. 13), empty otherwise. stats += [loss, reg_loss, correct, synops, samples with zero output error];
-    spikes[l] += spikes of layer l; unit_spikes[l] (N_l,) += spikes per neuron.
+    Arguments, grouped (tuples, unpacked here at no cost):
+      net     = (weights, thresholds, kappas, floors, reg_layers): the Network's arrays, updated in place
+      events  = (channels, times, offsets, t_end): the chunk in CSR form (data.events.EventBatch)
+      labels  (B,) int64
+      neuron  = (tau_us, tref_us, wd0, gamma, sigma)
+      hyper   = (rho, lr_w, lr_th, lam, beta, normalize, floor_mode)
+      scratch = (x_s, a_s, count_s, dth_s, unmet_s, delta_s, ro_counts, ro_synops): per-sample
+                buffers, leading dimension 1 (EventTrainer._sgd_scratch)
+      columns = (col_s64, col_s32, col_inv, col_off64, col_off32, sq_norms, col_sums): the lazy
+                columns, (N_l,) ones (scales) / zeros (offsets); sq_norms[l], col_sums[l] (N_l,) for
+                the regularized layers (their norms enter eq. 13), empty otherwise
+    stats += [loss, reg_loss, correct, synops, samples with zero output error]; spikes[l] += spikes
+    of layer l; unit_spikes[l] (N_l,) += spikes per neuron.
     """
+    weights, thresholds, kappas, floors, reg_layers = net
+    channels, times, offsets, t_end = events
+    tau_us, tref_us, wd0, gamma, sigma = neuron
+    rho, lr_w, lr_th, lam, beta, normalize, floor_mode = hyper
+    x_s, a_s, count_s, dth_s, unmet_s, delta_s, ro_counts, ro_synops = scratch
+    col_s64, col_s32, col_inv, col_off64, col_off32, sq_norms, col_sums = columns
     L = len(weights)
     B = offsets.shape[0] - 1
     no_readout = np.zeros(0)

@@ -84,27 +84,39 @@ class EventTrainer:
     def _sgd_chunk(self, batch: EventBatch, labels: np.ndarray, lr: float, rho: float) -> ChunkStats:
         net, c, p = self.net, self.cfg, self.net.neuron
         sizes = net.sizes
-        one = lambda n, dt=np.float32: np.zeros((1, n), dt)  # noqa: E731
         stats = np.zeros(5)
         spikes = np.zeros(net.n_layers, np.int64)
         unit_spikes = tuple(np.zeros(n, np.int64) for n in sizes)
-        regularized = [bool(r) and c.lam > 0 for r in self.reg_layers]
         sgd_per_sample(
-            tuple(net.weights), tuple(net.thresholds), np.asarray(net.kappas), np.asarray(net.floors),
-            self.reg_layers, batch.channels, batch.times_us, batch.offsets, batch.t_end_us,
-            np.asarray(labels, np.int64), p.tau_us, p.t_ref_us, p.w_d0, p.gamma, p.sigma, float(rho),
-            float(lr), float(lr * c.lr_th_ratio), float(c.lam), float(c.beta), bool(c.normalize),
-            FLOOR_MODES[c.floor_compensation],
-            one(net.n_inputs), tuple(one(n) for n in sizes), tuple(one(n, np.int32) for n in sizes),
-            tuple(one(n) for n in sizes), tuple(one(n) for n in sizes), tuple(one(n, np.float64) for n in sizes),
-            tuple(np.ones(n) for n in sizes), tuple(np.ones(n, np.float32) for n in sizes), tuple(np.ones(n) for n in sizes),
-            tuple(np.zeros(n) for n in sizes), tuple(np.zeros(n, np.float32) for n in sizes),
-            tuple(np.zeros(n if r else 0) for n, r in zip(sizes, regularized)),
-            tuple(np.zeros(n if r else 0) for n, r in zip(sizes, regularized)),
-            np.zeros((1, 0, sizes[-1]), np.int32), np.zeros((1, 0), np.int64), stats, spikes, unit_spikes,
+            (tuple(net.weights), tuple(net.thresholds), np.asarray(net.kappas), np.asarray(net.floors), self.reg_layers),
+            (batch.channels, batch.times_us, batch.offsets, batch.t_end_us),
+            np.asarray(labels, np.int64),
+            (p.tau_us, p.t_ref_us, p.w_d0, p.gamma, p.sigma),
+            (float(rho), float(lr), float(lr * c.lr_th_ratio), float(c.lam), float(c.beta), bool(c.normalize),
+             FLOOR_MODES[c.floor_compensation]),
+            self._sgd_scratch(), self._lazy_columns(), stats, spikes, unit_spikes,
         )
         return ChunkStats(len(batch), stats[0], stats[1], int(stats[2]), int(stats[3]), spikes, int(stats[4]),
                           list(unit_spikes))
+
+    def _sgd_scratch(self) -> tuple:
+        """Per-sample buffers of the fused step (event_steps.sgd_per_sample, ``scratch``)."""
+        net = self.net
+        sizes = net.sizes
+        one = lambda n, dt=np.float32: np.zeros((1, n), dt)  # noqa: E731
+        return (one(net.n_inputs), tuple(one(n) for n in sizes), tuple(one(n, np.int32) for n in sizes),
+                tuple(one(n) for n in sizes), tuple(one(n) for n in sizes), tuple(one(n, np.float64) for n in sizes),
+                np.zeros((1, 0, sizes[-1]), np.int32), np.zeros((1, 0), np.int64))
+
+    def _lazy_columns(self) -> tuple:
+        """Identity column scales / offsets and norm buffers of the fused step (``columns``)."""
+        sizes = self.net.sizes
+        regularized = [bool(r) and self.cfg.lam > 0 for r in self.reg_layers]
+        return (tuple(np.ones(n) for n in sizes), tuple(np.ones(n, np.float32) for n in sizes),
+                tuple(np.ones(n) for n in sizes), tuple(np.zeros(n) for n in sizes),
+                tuple(np.zeros(n, np.float32) for n in sizes),
+                tuple(np.zeros(n if r else 0) for n, r in zip(sizes, regularized)),
+                tuple(np.zeros(n if r else 0) for n, r in zip(sizes, regularized)))
 
     def _minibatch(self, batch: EventBatch, labels: np.ndarray, rho: float) -> ChunkStats:
         net, c, p = self.net, self.cfg, self.net.neuron

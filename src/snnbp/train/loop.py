@@ -1,11 +1,6 @@
-"""The training loop: epochs of event-engine training, evaluation, metrics and checkpoints.
+"""The training loop: epochs of training (either engine), evaluation, metrics and checkpoints.
 
-Run directory layout:
-    config.toml        resolved configuration
-    metrics.jsonl      one JSON object per epoch
-    last.safetensors   checkpoint after every epoch / on Ctrl-C (resumable, atomic)
-    model.safetensors  final network
-    summary.json       final numbers (also printed as the last stdout line by the CLI)
+What a run directory holds and when it may be resumed: train/run_dir.py.
 
 Schedules (docs/method.md 5): lr and rho are multiplied by ``decay_per_epoch`` after every epoch; the first
 epoch may use longer warm-up presentations. Divergence (NaN, runaway firing) stops training with a
@@ -14,88 +9,27 @@ TrainingDiverged error and leaves the last good checkpoint in place.
 Resume is exact: every draw is a pure function of (seed, epoch, sample), chunks start at multiples
 of ``train.chunk`` within an epoch, and an interrupted epoch's running statistics travel in the
 checkpoint, so a run stopped (Ctrl-C, kill -9) and resumed writes the same metrics as one never
-stopped. metrics.jsonl lines beyond the checkpoint's progress (written just before a kill) are
-dropped on resume, so no epoch is recorded twice. A finished run (summary.json written) is never
-resumed unless an override extends it (a larger train.epochs or train.max_minutes); the network's
-shape (model.*) cannot change on resume.
+stopped.
 """
 
 from __future__ import annotations
 
 import json
-import math
-import os
-import platform
-import subprocess
 import sys
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from snnbp.errors import ConfigError, RunFinished, TrainingDiverged
-from snnbp.model import Network
-from snnbp.architecture import is_spatial, parse_layers
-from snnbp.neuron import NeuronParams
-from snnbp.serialization import FINAL, LAST, load_checkpoint, save_checkpoint
 from snnbp.config import Config, load_config, to_dict, to_toml
-from snnbp.train.engines import make_evaluator, make_trainer, run_context
 from snnbp.data.sources import make_source
+from snnbp.errors import ConfigError, TrainingDiverged
 from snnbp.metrics.health import epoch_health
+from snnbp.model import Network
+from snnbp.serialization import FINAL, LAST, load_checkpoint, save_checkpoint, save_network
+from snnbp.train.build import build_network, make_evaluator, make_trainer, run_context
 from snnbp.train.protocol import ChunkStats
-
-
-def build_network(cfg: Config, n_inputs: int) -> Network:
-    m = cfg.model
-    neuron = NeuronParams(tau_mp_ms=m.tau_mp_ms, t_ref_ms=m.t_ref_ms, gamma=m.gamma, sigma=m.sigma)
-    if is_spatial(m.layers):  # conv/pool layers (dense engine): the input is a (P, H, W) map
-        if math.prod(m.input_shape) != n_inputs:
-            raise ConfigError(f"model.input_shape={m.input_shape} has {math.prod(m.input_shape)} channels but the data "
-                              f"has {n_inputs}; set model.input_shape to the data's [P, H, W]")
-        return Network.create_layered(tuple(m.input_shape), list(m.layers), m.kappa, alpha=list(m.alpha),
-                                      floor_alpha=m.floor_alpha, neuron=neuron, seed=m.seed)
-    sizes = [sp.size for sp in parse_layers(m.layers)] if m.layers else list(m.hidden) + [10]
-    return Network.create(n_inputs, sizes, m.kappa, alpha=list(m.alpha),
-                          floor_alpha=m.floor_alpha, neuron=neuron, seed=m.seed)
-
-
-def git_commit() -> str:
-    """Short hash of the checkout's HEAD, with "+dirty" when tracked files differ from it."""
-    here = Path(__file__).resolve().parent
-    try:
-        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
-                              cwd=here, timeout=5).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], capture_output=True,
-                               text=True, cwd=here, timeout=5).stdout.strip()
-        return (head + ("+dirty" if dirty else "")) or "unknown"
-    except (OSError, subprocess.SubprocessError):
-        return "unknown"
-
-
-def machine() -> str:
-    return f"{platform.machine()} {os.cpu_count()} cores, {platform.system()} {platform.release()}, Python {platform.python_version()}"
-
-
-@dataclass
-class Progress:
-    epoch: int = 0  # epoch in progress
-    next_sample: int = 0  # position within the epoch's order
-    train_wall_s: float = 0.0
-    samples_seen: int = 0
-    partial: dict | None = None  # running statistics of the interrupted epoch (ChunkStats.to_dict)
-
-
-def _drop_unfinished_rows(metrics_path: Path, done_epochs: int) -> None:
-    """Keep only metrics lines of epochs the checkpoint has completed (atomic rewrite)."""
-    if not metrics_path.is_file():
-        return
-    lines = [l for l in metrics_path.read_text().splitlines() if l.strip()]
-    keep = [l for l in lines if json.loads(l)["epoch"] <= done_epochs]
-    if len(keep) != len(lines):
-        tmp = metrics_path.with_suffix(".jsonl.tmp")
-        tmp.write_text("".join(l + "\n" for l in keep))
-        os.replace(tmp, metrics_path)
+from snnbp.train.run_dir import Progress, check_resumable, drop_unfinished_rows, git_commit, summarize
 
 
 def _check_health(net: Network, stats: ChunkStats, cfg: Config, presentation_ms: float) -> str | None:
@@ -129,7 +63,7 @@ def train(cfg: Config, out_dir: Path, resume: bool = False, progress_bar: bool =
         trainer = make_trainer(cfg, net, dist)
         trainer.load_state_tensors(opt_t, opt_m)
         if is_main:
-            _drop_unfinished_rows(metrics_path, prog.epoch)
+            drop_unfinished_rows(metrics_path, prog.epoch)
         log(f"resuming {out_dir} at epoch {prog.epoch + 1}, sample {prog.next_sample}")
     else:
         if (out_dir / LAST).exists():
@@ -221,69 +155,12 @@ def train(cfg: Config, out_dir: Path, resume: bool = False, progress_bar: bool =
         if stopped_early:
             log(f"stopped after train.max_minutes={tc.max_minutes} of training")
             break
-    from snnbp.serialization import save_network
-
     if not is_main:
         return {}
     save_network(out_dir / FINAL, net, {"config": cfg_dict})
     summary = summarize(out_dir, cfg, source.name, prog, last_eval, commit)
     (out_dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     return summary
-
-
-def summarize(out_dir: Path, cfg: Config, data_name: str, prog: Progress, last_eval: dict | None,
-              commit: str) -> dict:
-    rows = [json.loads(l) for l in (out_dir / "metrics.jsonl").read_text().splitlines() if l.strip()]
-    accs = [r["test_accuracy"] for r in rows if "test_accuracy" in r and r["epoch"] > cfg.train.epochs - cfg.train.eval_last]
-    s = {
-        "name": cfg.name,
-        "data": data_name,
-        "network": f"{cfg.model.layers or cfg.model.hidden}",
-        "epochs": prog.epoch,
-        "samples_seen": prog.samples_seen,
-        "train_wall_s": round(prog.train_wall_s, 1),
-        "wall_s": round(prog.train_wall_s + sum(r.get("eval_wall_s", 0) for r in rows), 1),
-        "samples_per_s": round(prog.samples_seen / prog.train_wall_s, 1) if prog.train_wall_s else None,
-        "test_accuracy": last_eval["test_accuracy"] if last_eval else None,
-        "synops_per_sample": last_eval["synops_per_sample"] if last_eval else None,
-        "commit": commit,
-        "machine": machine(),
-        "run_dir": str(out_dir),
-    }
-    if accs:
-        s["test_accuracy_last_epochs"] = {"n": len(accs), "min": min(accs), "mean": float(np.mean(accs)), "max": max(accs)}
-    return s
-
-
-def _check_resume_overrides(saved: Config, cfg: Config) -> None:
-    """--resume may change the schedule's length, not the network: refuse model.* changes, naming the key."""
-    old, new = to_dict(saved)["model"], to_dict(cfg)["model"]
-    for key in old:
-        if old[key] != new[key]:
-            raise ConfigError(f"--resume cannot change model.{key} ({old[key]!r} -> {new[key]!r}): the network is "
-                              "loaded from the checkpoint; start a new run with --out to train another shape")
-
-
-def check_resumable(out_dir: Path, overrides: list[str]) -> Config:
-    """The config a ``--resume`` of out_dir with these overrides would run; refuses what must not run.
-
-    ConfigError: no checkpoint, or a model.* key changed. RunFinished: the run has finished
-    (summary.json) and the overrides do not extend it (a larger train.epochs or train.max_minutes).
-    """
-    out_dir = Path(out_dir)
-    if not (out_dir / LAST).is_file():
-        raise ConfigError(f"{out_dir} holds no resumable run ({LAST} is missing); check the path")
-    _, _, _, progress, saved_dict = load_checkpoint(out_dir / LAST)
-    saved = load_config(None, [], base=saved_dict)
-    cfg = load_config(None, overrides, base=saved_dict)
-    _check_resume_overrides(saved, cfg)
-    if (out_dir / "summary.json").is_file():
-        extends = cfg.train.epochs > saved.train.epochs or cfg.train.max_minutes > saved.train.max_minutes
-        more_epochs = progress.get("epoch", 0) < cfg.train.epochs
-        if not (extends and more_epochs):
-            raise RunFinished(f"{out_dir} is a finished run ({progress.get('epoch', 0)} epochs, summary.json written); "
-                              "it is left untouched - to train it further pass a larger --set train.epochs=N")
-    return cfg
 
 
 def run_from_args(config_path: str | None, overrides: list[str], out: str | None, resume: str | None) -> dict:

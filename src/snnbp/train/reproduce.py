@@ -67,10 +67,11 @@ def preset_path(name: str) -> Path:
 def reproduce(name: str, results: Path, overrides: list[str], log=print) -> dict:
     """Train row ``name`` into results/name (continuing it if unfinished); return its summary."""
     from snnbp.serialization import LAST
-    from snnbp.train.loop import git_commit, machine, run_from_args
+    from snnbp.train.loop import run_from_args
+    from snnbp.train.run_dir import git_commit, machine
 
     from snnbp.errors import RunFinished
-    from snnbp.train.loop import check_resumable
+    from snnbp.train.run_dir import check_resumable
 
     run_dir = Path(results) / name
     record_path = run_dir / "record.json"

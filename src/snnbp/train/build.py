@@ -1,4 +1,7 @@
-"""Which engine trains and evaluates a run: the one place that maps config strings to objects.
+"""From a config to the objects of a run: the network, its trainer, its evaluator.
+
+``build_network`` makes the ``Network`` that model.* describes. The engine choice is made here and
+nowhere else:
 
     train.engine = "event"  -> train.event_trainer.EventTrainer, evaluation by event_engine.engine.run_events
     train.engine = "dense"  -> train.dense_trainer.DenseTrainer on train.device with step train.dt_ms,
@@ -11,9 +14,27 @@ Under torchrun (WORLD_SIZE > 1) ``run_context`` joins the process group (dense e
 
 from __future__ import annotations
 
+import math
+
+from snnbp.architecture import is_spatial, parse_layers
+from snnbp.config import Config
 from snnbp.errors import ConfigError
 from snnbp.model import Network
-from snnbp.config import Config
+from snnbp.neuron import NeuronParams
+
+
+def build_network(cfg: Config, n_inputs: int) -> Network:
+    m = cfg.model
+    neuron = NeuronParams(tau_mp_ms=m.tau_mp_ms, t_ref_ms=m.t_ref_ms, gamma=m.gamma, sigma=m.sigma)
+    if is_spatial(m.layers):  # conv/pool layers (dense engine): the input is a (P, H, W) map
+        if math.prod(m.input_shape) != n_inputs:
+            raise ConfigError(f"model.input_shape={m.input_shape} has {math.prod(m.input_shape)} channels but the data "
+                              f"has {n_inputs}; set model.input_shape to the data's [P, H, W]")
+        return Network.create_layered(tuple(m.input_shape), list(m.layers), m.kappa, alpha=list(m.alpha),
+                                      floor_alpha=m.floor_alpha, neuron=neuron, seed=m.seed)
+    sizes = [sp.size for sp in parse_layers(m.layers)] if m.layers else list(m.hidden) + [10]
+    return Network.create(n_inputs, sizes, m.kappa, alpha=list(m.alpha),
+                          floor_alpha=m.floor_alpha, neuron=neuron, seed=m.seed)
 
 
 def make_rule(cfg: Config):

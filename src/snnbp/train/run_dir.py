@@ -1,0 +1,122 @@
+"""The run directory: what a run writes besides checkpoints, and what may resume it.
+
+Layout of a run directory:
+    config.toml        resolved configuration
+    metrics.jsonl      one JSON object per epoch (with per-layer health signals)
+    last.safetensors   checkpoint after every epoch / on Ctrl-C (resumable, atomic; serialization.py)
+    model.safetensors  final network
+    summary.json       final numbers (also printed as the last stdout line by the CLI)
+
+A finished run (summary.json written) is never resumed unless an override extends it (a larger
+train.epochs or train.max_minutes); the network's shape (model.*) cannot change on resume.
+metrics.jsonl lines beyond the checkpoint's progress (written just before a kill) are dropped on
+resume (``drop_unfinished_rows``), so no epoch is recorded twice.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from snnbp.config import Config, load_config, to_dict
+from snnbp.errors import ConfigError, RunFinished
+from snnbp.serialization import LAST, load_checkpoint
+
+
+def git_commit() -> str:
+    """Short hash of the checkout's HEAD, with "+dirty" when tracked files differ from it."""
+    here = Path(__file__).resolve().parent
+    try:
+        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
+                              cwd=here, timeout=5).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], capture_output=True,
+                               text=True, cwd=here, timeout=5).stdout.strip()
+        return (head + ("+dirty" if dirty else "")) or "unknown"
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+
+
+def machine() -> str:
+    return f"{platform.machine()} {os.cpu_count()} cores, {platform.system()} {platform.release()}, Python {platform.python_version()}"
+
+
+@dataclass
+class Progress:
+    epoch: int = 0  # epoch in progress
+    next_sample: int = 0  # position within the epoch's order
+    train_wall_s: float = 0.0
+    samples_seen: int = 0
+    partial: dict | None = None  # running statistics of the interrupted epoch (ChunkStats.to_dict)
+
+
+def drop_unfinished_rows(metrics_path: Path, done_epochs: int) -> None:
+    """Keep only metrics lines of epochs the checkpoint has completed (atomic rewrite)."""
+    if not metrics_path.is_file():
+        return
+    lines = [l for l in metrics_path.read_text().splitlines() if l.strip()]
+    keep = [l for l in lines if json.loads(l)["epoch"] <= done_epochs]
+    if len(keep) != len(lines):
+        tmp = metrics_path.with_suffix(".jsonl.tmp")
+        tmp.write_text("".join(l + "\n" for l in keep))
+        os.replace(tmp, metrics_path)
+
+
+def summarize(out_dir: Path, cfg: Config, data_name: str, prog: Progress, last_eval: dict | None,
+              commit: str) -> dict:
+    rows = [json.loads(l) for l in (out_dir / "metrics.jsonl").read_text().splitlines() if l.strip()]
+    accs = [r["test_accuracy"] for r in rows if "test_accuracy" in r and r["epoch"] > cfg.train.epochs - cfg.train.eval_last]
+    s = {
+        "name": cfg.name,
+        "data": data_name,
+        "network": f"{cfg.model.layers or cfg.model.hidden}",
+        "epochs": prog.epoch,
+        "samples_seen": prog.samples_seen,
+        "train_wall_s": round(prog.train_wall_s, 1),
+        "wall_s": round(prog.train_wall_s + sum(r.get("eval_wall_s", 0) for r in rows), 1),
+        "samples_per_s": round(prog.samples_seen / prog.train_wall_s, 1) if prog.train_wall_s else None,
+        "test_accuracy": last_eval["test_accuracy"] if last_eval else None,
+        "synops_per_sample": last_eval["synops_per_sample"] if last_eval else None,
+        "commit": commit,
+        "machine": machine(),
+        "run_dir": str(out_dir),
+    }
+    if accs:
+        s["test_accuracy_last_epochs"] = {"n": len(accs), "min": min(accs), "mean": float(np.mean(accs)), "max": max(accs)}
+    return s
+
+
+def _check_resume_overrides(saved: Config, cfg: Config) -> None:
+    """--resume may change the schedule's length, not the network: refuse model.* changes, naming the key."""
+    old, new = to_dict(saved)["model"], to_dict(cfg)["model"]
+    for key in old:
+        if old[key] != new[key]:
+            raise ConfigError(f"--resume cannot change model.{key} ({old[key]!r} -> {new[key]!r}): the network is "
+                              "loaded from the checkpoint; start a new run with --out to train another shape")
+
+
+def check_resumable(out_dir: Path, overrides: list[str]) -> Config:
+    """The config a ``--resume`` of out_dir with these overrides would run; refuses what must not run.
+
+    ConfigError: no checkpoint, or a model.* key changed. RunFinished: the run has finished
+    (summary.json) and the overrides do not extend it (a larger train.epochs or train.max_minutes).
+    """
+    out_dir = Path(out_dir)
+    if not (out_dir / LAST).is_file():
+        raise ConfigError(f"{out_dir} holds no resumable run ({LAST} is missing); check the path")
+    _, _, _, progress, saved_dict = load_checkpoint(out_dir / LAST)
+    saved = load_config(None, [], base=saved_dict)
+    cfg = load_config(None, overrides, base=saved_dict)
+    _check_resume_overrides(saved, cfg)
+    if (out_dir / "summary.json").is_file():
+        extends = cfg.train.epochs > saved.train.epochs or cfg.train.max_minutes > saved.train.max_minutes
+        more_epochs = progress.get("epoch", 0) < cfg.train.epochs
+        if not (extends and more_epochs):
+            raise RunFinished(f"{out_dir} is a finished run ({progress.get('epoch', 0)} epochs, summary.json written); "
+                              "it is left untouched - to train it further pass a larger --set train.epochs=N")
+    return cfg
