@@ -6,8 +6,9 @@ OTHER_SRC is the ``src`` folder of another checkout (e.g. ``git worktree add /tm
 ``/tmp/old/src``). Each round runs one fresh process per tree and prints both rates and their ratio.
   dense: the MNIST conv preset (configs/paper/mnist-conv.toml) on the dense engine, 100-sample chunks
          of batch 50 after a warm-up; samples/s (median of 3).
-  event: 784-800-10 (the embedded quick-mnist-800 config), ADAM batch-32 training on 2,000 samples of
-         50 ms, and the forward pass on 300 test samples of 1 s; samples/s.
+  event: 784-800-10 (the embedded quick-mnist-800 config), ADAM batch-32 and per-sample SGD (the
+         fused step) training on 2,000 samples of 50 ms, and the forward pass on 300 test samples
+         of 1 s; samples/s.
 Needs MNIST cached (`snnbp data mnist`). benchmarks/README.md records what it was used for.
 """
 
@@ -28,10 +29,15 @@ import json, sys, time
 import numba, numpy as np, torch
 torch.set_num_threads(1)
 numba.set_num_threads(1)
-from snnbp.config import load_config
-from snnbp.train.build import make_trainer
-from snnbp.train.build import build_network
-from snnbp.data.sources import make_source
+try:  # this layout
+    from snnbp.config import load_config
+    from snnbp.train.build import build_network, make_trainer
+    from snnbp.data.sources import make_source
+except ImportError:  # a checkout from before the package layout of 2026-12-02
+    from snnbp.train.config import load_config
+    from snnbp.train.engines import make_trainer
+    from snnbp.train.loop import build_network
+    from snnbp.train.sources import make_source
 cfg = load_config(sys.argv[1], ["data.train_limit=4000"])
 src = make_source(cfg.data, 0)
 net = build_network(cfg, src.n_inputs)
@@ -48,12 +54,19 @@ rates = sorted(rate(100, lambda: tr.step_chunk(b, lab, 1e-3, 0.0)) for _ in rang
 print(json.dumps({"conv training": rates[1]}))
 """),
     "event": (ROOT / "src/snnbp/configs/quick-mnist-800.toml", SETUP + r"""
-from snnbp.event_engine.engine import run_events
+try:
+    from snnbp.event_engine.engine import run_events
+except ImportError:  # older layout
+    from snnbp.events.engine import run_events
 b, lab = src.train_batch(np.arange(2000), 0), src.train_labels[:2000]
 tr.step_chunk(b, lab, 1.5e-3, 1e-4)
 train = rate(2000, lambda: tr.step_chunk(b, lab, 1.5e-3, 1e-4))
+sgd = make_trainer(load_config(sys.argv[1], ["optim.name='sgd'", "optim.batch_size=1"]), net.copy())
+sgd.step_chunk(b.samples(0, 100) if hasattr(b, "samples") else src.train_batch(np.arange(100), 0), lab[:100], 2e-3, 3e-6)
+per_sample = rate(2000, lambda: sgd.step_chunk(b, lab, 2e-3, 3e-6))
 tb = src.test_batch(np.arange(300)); run_events(net, tb)
-print(json.dumps({"ADAM bs32 training": train, "1 s test": rate(300, lambda: run_events(net, tb))}))
+print(json.dumps({"ADAM bs32 training": train, "SGD batch 1 training": per_sample,
+                  "1 s test": rate(300, lambda: run_events(net, tb))}))
 """),
 }
 

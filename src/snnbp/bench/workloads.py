@@ -10,12 +10,12 @@ Protocol of every measurement (``measure``), whatever the engine:
      end, ``rss_delta_mb`` = peak - baseline; on CUDA ``cuda_peak_mb`` = torch.cuda.max_memory_allocated.
 
 Engines (spec["engine"]):
-  bptt, bptt-infer                    baselines.bptt on Poisson MNIST frames (dt = 1 ms)
+  bptt, bptt-infer                    bench.bptt_baseline on Poisson MNIST frames (dt = 1 ms)
   event-sgd, event-adam, event-infer  the event engine on Poisson MNIST events
   nmnist-event-sgd, nmnist-event-adam, nmnist-event-infer
                                       the event engine on synthetic N-MNIST: 300-event crops (train),
                                       full streams (test); 2312-800-10, tau_mp 200 ms
-  nmnist-bptt, nmnist-bptt-infer      baselines.bptt (tau 200 ms) on the same recordings binned at 1 ms
+  nmnist-bptt, nmnist-bptt-infer      bench.bptt_baseline (tau 200 ms) on the same recordings binned at 1 ms
   dense-lee2016, dense-bptt           DenseTrainer (train.engine = dense) with the paper's rule or the
                                       surrogate-gradient BPTT variant, built through the config path of
                                       `snnbp train` (load_config -> build_network -> make_trainer)
@@ -273,25 +273,29 @@ def _bptt_extra(infer: bool, torch) -> dict:
             "surrogate": "fast-sigmoid slope 25", "dt_ms": DT_MS, "torch_threads": torch.get_num_threads()}
 
 
-def _event_net(sizes, tau_ms=20.0):
-    from snnbp.model import Network
-    from snnbp.neuron import NeuronParams
+def _event_setup(sizes, engine: str, batch: int, tau_ms: float = 20.0, floor_compensation: str = "drive"):
+    """(network, EventTrainer, OptimConfig) built as `snnbp train` builds them: load_config ->
+    build_network -> make_trainer, with the bench's fixed settings as overrides (paper constants:
+    WTA -0.4 in hidden layers and -1 at the output, alpha 3, floor 0.25 sqrt(3/M); Adam lr 1e-3 for
+    the batched engines, per-sample SGD lr 0.004 for the paper protocol)."""
+    from snnbp.config import load_config
+    from snnbp.train.build import build_network, make_trainer
 
-    kappas = [-0.4] * (len(sizes) - 2) + [-1.0]
-    return Network.create(sizes[0], sizes[1:], kappas, alpha=[3.0], floor_alpha=0.25,
-                          neuron=NeuronParams(tau_mp_ms=tau_ms), seed=0)
-
-
-def _event_trainer(net, engine: str, batch: int, floor_compensation: str = "drive"):
-    from snnbp.config import OptimConfig
-    from snnbp.train.event_trainer import EventTrainer
-
+    hidden = ", ".join(str(h) for h in sizes[1:-1])
+    kappa = ", ".join(["-0.4"] * (len(sizes) - 2) + ["-1.0"])
+    over = [f"model.hidden=[{hidden}]", f"model.kappa=[{kappa}]", "model.alpha=[3.0]", "model.floor_alpha=0.25",
+            f"model.tau_mp_ms={float(tau_ms)}", "model.seed=0", "train.engine=event",
+            f"optim.floor_compensation='{floor_compensation}'"]
     if engine.endswith("adam"):
-        cfg = OptimConfig(name="adam", batch_size=batch, lr=1e-3, lr_th_ratio=1.0, floor_compensation=floor_compensation)
+        over += ["optim.name='adam'", f"optim.batch_size={batch}", "optim.lr=0.001", "optim.lr_th_ratio=1.0"]
     else:
-        cfg = OptimConfig(name="sgd", batch_size=1, lr=0.004, lr_th_ratio=0.1, lam=0.01, rho=1e-4,
-                          floor_compensation=floor_compensation)
-    return EventTrainer(net, cfg), cfg
+        over += ["optim.name='sgd'", "optim.batch_size=1", "optim.lr=0.004", "optim.lr_th_ratio=0.1",
+                 "optim.lam=0.01", "optim.rho=1e-4"]
+    cfg = load_config(None, over)
+    if sizes[-1] != 10:
+        raise ConfigError(f"bench: the output layer has 10 classes, got sizes {sizes}")
+    net = build_network(cfg, sizes[0])
+    return net, make_trainer(cfg, net), cfg.optim
 
 
 def _event_extra(infer: bool, out: list, n: int, cfg, chunk: int, pretrain: int) -> dict:
@@ -312,8 +316,7 @@ def _measure_event(engine, sizes, images, labels, ms, batch, n, chunk, pretrain)
     from snnbp.data.poisson import poisson_events, sample_seeds
     from snnbp.event_engine.engine import run_events
 
-    net = _event_net(sizes)
-    tr, cfg = _event_trainer(net, engine, batch)
+    net, tr, cfg = _event_setup(sizes, engine, batch)
     infer = engine == "event-infer"
     epoch = [0]
 
@@ -413,8 +416,7 @@ def _measure_nmnist(engine, sizes, n, batch, chunk, pool, pretrain, data, seed):
 
     from snnbp.event_engine.engine import run_events
 
-    net = _event_net(sizes, NMNIST_TAU_MS)
-    tr, cfg = _event_trainer(net, engine, batch, floor_compensation="none")
+    net, tr, cfg = _event_setup(sizes, engine, batch, NMNIST_TAU_MS, floor_compensation="none")
     if infer and pretrain:  # a briefly trained net (SGD on crops), so activity is not that of a fresh one
         pc, pt, plab, _ = nmnist_pool(min(pretrain, 300), "train", data, seed)
         if fold:
