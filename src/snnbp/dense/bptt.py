@@ -27,6 +27,7 @@ from dataclasses import dataclass
 import torch
 
 from snnbp.dense.engine import simulate
+from snnbp.dense.lee2016_function import max_normalize, max_normalized_mse
 from snnbp.errors import ConfigError
 
 SURROGATES = ("fast_sigmoid", "sigmoid")
@@ -86,12 +87,10 @@ class SurrogateBPTT:
                        spike_fn=self.spike, detach_reset=self.detach_reset)
         c = res.counts[-1]
         if self.loss == "mse_max":
-            cmax = c.detach().max(dim=1, keepdim=True).values.clamp(min=1.0)
-            return c / cmax, res
+            return max_normalize(c, detach_max=True), res
         return c, res
 
     def sample_loss(self, out: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         if self.loss == "ce_count":
             return torch.nn.functional.cross_entropy(out, labels, reduction="none")
-        y = torch.nn.functional.one_hot(labels, out.shape[1]).to(out.dtype)
-        return 0.5 * ((out - y) ** 2).sum(1)
+        return max_normalized_mse(out, labels)

@@ -38,10 +38,24 @@ from snnbp.dense.engine import DenseForward, run_dense
 from snnbp.gradient.lee2016 import EXP_CAP
 
 
-def max_normalize(counts: torch.Tensor) -> torch.Tensor:
-    """o = counts / max(counts) per sample (B, N); 0 when no output neuron fired (docs/method.md 10.4)."""
+def max_normalize(counts: torch.Tensor, detach_max: bool = False) -> torch.Tensor:
+    """o = counts / max(counts) per sample (B, N); 0 when no output neuron fired (docs/method.md 3.8, 10.4).
+
+    The torch form of gradient.lee2016.output_error's normalization, for every dense rule.
+    detach_max: the surrogate-gradient BPTT rule's form: the max is a constant and the counts are
+    divided by max(1, max) -- the same values, but a sample whose outputs are all silent still passes
+    the gradient of its counts (o = counts there), which BPTT needs to make a silent output fire.
+    """
     cmax = counts.max(dim=1, keepdim=True).values
+    if detach_max:
+        return counts / cmax.detach().clamp(min=1.0)
     return torch.where(cmax > 0, counts / cmax.clamp(min=1.0), torch.zeros_like(counts))
+
+
+def max_normalized_mse(o: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """0.5 |o - y|^2 per sample (B,), y the one-hot label (docs/method.md 3.8)."""
+    y = torch.nn.functional.one_hot(labels, o.shape[1]).to(o.dtype)
+    return 0.5 * ((o - y) ** 2).sum(1)
 
 
 def _norm_gain(th: torch.Tensor, gamma: float, active: torch.Tensor, normalize: bool) -> torch.Tensor:
@@ -172,8 +186,7 @@ class Lee2016Rule:
 
     def sample_loss(self, out: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         """0.5 |o - y|^2 per sample (B,)."""
-        y = torch.nn.functional.one_hot(labels, out.shape[1]).to(out.dtype)
-        return 0.5 * ((out - y) ** 2).sum(1)
+        return max_normalized_mse(out, labels)
 
 
 def exp_weight_regularizer(weight: torch.Tensor, lam: float, beta: float) -> torch.Tensor:
