@@ -11,7 +11,7 @@ SRC = Path(__file__).resolve().parents[1] / "src" / "snnbp"
 
 # Lowest first; names in one tuple share a layer. Top-level modules and packages of snnbp.
 LAYERS = [
-    ("errors", "neuron", "gradient"),  # pure: numbers in, numbers out
+    ("errors", "files", "neuron", "gradient"),  # pure: numbers in, numbers out; stdlib file helpers
     ("architecture",),                 # the layer grammar
     ("config",),                       # run configuration
     ("model",),                        # Network

@@ -25,7 +25,7 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
-from snnbp.architecture import LayerSpec, is_spatial, layer_io_shapes, parse_layers  # noqa: F401 (Network uses them)
+from snnbp.architecture import LayerSpec, is_spatial, layer_io_shapes, parse_layers
 from snnbp.errors import ConfigError
 from snnbp.neuron import NeuronParams, init_thresholds, init_weight_bound, init_weights
 

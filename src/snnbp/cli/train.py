@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 from snnbp.config import DEFAULT_CONFIG, embedded_config
+from snnbp.files import write_json_atomic
 
 
 def register(sub) -> None:
@@ -65,9 +66,6 @@ def _eval(args) -> int:
     if args.save:
         if not args.latency:
             raise DataError("--save writes the latency curve; add --latency")
-        dest = path.parent / "latency.json"
-        tmp = dest.with_suffix(".json.tmp")
-        tmp.write_text(json.dumps(out, indent=2) + "\n")
-        tmp.replace(dest)  # atomic: `snnbp report` reads this file
+        write_json_atomic(path.parent / "latency.json", out)  # `snnbp report` draws it
     print(json.dumps(out))
     return 0

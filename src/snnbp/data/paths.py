@@ -13,6 +13,7 @@ import os
 from pathlib import Path
 
 from snnbp.errors import DataError
+from snnbp.files import write_json_atomic
 
 SPLIT_DIRS = {"train": "Train", "test": "Test"}  # split folders of the N-MNIST layout
 INDEX_DIR = "nmnist"  # under the data root
@@ -36,10 +37,7 @@ def write_index(record: dict, root=None) -> Path:
     """Save what ``snnbp data nmnist --from`` found (atomically) and return the index path."""
     path = index_path(root)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(record, indent=2) + "\n")
-    os.replace(tmp, path)
-    return path
+    return write_json_atomic(path, record)
 
 
 def resolve_nmnist(root=None, kind: str = "real", split: str | None = None) -> Path:

@@ -13,13 +13,13 @@ number in it is read from a record, none is typed.
 from __future__ import annotations
 
 import json
-import os
 import shlex
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 from snnbp.errors import ConfigError
+from snnbp.files import write_json_atomic
 
 
 @dataclass(frozen=True)
@@ -88,7 +88,7 @@ def reproduce(name: str, results: Path, overrides: list[str], log=print) -> dict
     session = {"commit_start": git_commit(), "machine": machine(), "started": time.strftime("%Y-%m-%d %H:%M:%S %Z")}
     record["sessions"].append(session)
     run_dir.mkdir(parents=True, exist_ok=True)
-    _write_json(record_path, record)
+    write_json_atomic(record_path, record)
     t0 = time.perf_counter()
     try:
         if resume:
@@ -98,14 +98,8 @@ def reproduce(name: str, results: Path, overrides: list[str], log=print) -> dict
     finally:
         session["wall_s"] = round(time.perf_counter() - t0, 3)  # ms: a tiny run on a fast machine is under 0.05 s
         session["commit_end"] = git_commit()
-        _write_json(record_path, record)
+        write_json_atomic(record_path, record)
     return summary
-
-
-def _write_json(path: Path, obj) -> None:
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(json.dumps(obj, indent=2) + "\n")
-    os.replace(tmp, path)
 
 
 def _rows_of(run_dir: Path) -> list[dict]:

@@ -19,6 +19,7 @@ import numpy as np
 
 from snnbp.data.synthetic.simulator import DEFAULT_PARAMS, GENERATOR_VERSION, SynthParams, sample_rng, synthesize_sample
 from snnbp.errors import DataError
+from snnbp.files import write_json_atomic
 
 SPLIT_DIRS = {"train": "Train", "test": "Test"}
 
@@ -99,9 +100,7 @@ def _prepare_dir(out: Path, meta: dict) -> bool:
 
 
 def _write_marker(out: Path, meta: dict) -> None:
-    tmp = out / (MARKER + ".tmp")
-    tmp.write_text(json.dumps(meta, indent=2) + "\n")
-    os.replace(tmp, out / MARKER)
+    write_json_atomic(out / MARKER, meta)
 
 
 def _progress_bar(total: int, desc: str, progress: bool):
