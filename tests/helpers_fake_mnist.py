@@ -1,4 +1,8 @@
-"""A tiny learnable MNIST look-alike written with the project's own IDX writer (no network)."""
+"""A tiny learnable MNIST look-alike written with the project's own IDX writer (no network).
+
+The files are then recorded with ``record_mnist``, as ``snnbp data mnist`` records the files it verified,
+so loading them goes through the same checksum check as real data (``load_mnist`` refuses unrecorded files).
+"""
 
 from __future__ import annotations
 
@@ -7,7 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from snnbp.data.idx import write_idx
-from snnbp.data.mnist import FILE_NAMES
+from snnbp.data.mnist import FILE_NAMES, record_mnist
 
 
 def write_fake_mnist(root: Path, n_train: int = 60, n_test: int = 20, seed: int = 0) -> Path:
@@ -21,4 +25,5 @@ def write_fake_mnist(root: Path, n_train: int = 60, n_test: int = 20, seed: int 
             images[i, 2 * c + 4: 2 * c + 7, 4:24] = 255
         write_idx(directory / FILE_NAMES[(split, "images")], images)
         write_idx(directory / FILE_NAMES[(split, "labels")], labels)
+    record_mnist(directory)
     return root

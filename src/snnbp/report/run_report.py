@@ -7,16 +7,24 @@ Reads only what the run wrote (metrics.jsonl, summary.json, config.toml, optiona
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 
 from snnbp.errors import DataError
+from snnbp.files import read_jsonl
 
 
 def _rows(run: Path) -> list[dict]:
     path = run / "metrics.jsonl"
     if not path.is_file():
         raise DataError(f"{run} has no metrics.jsonl; pass the directory of a run made by `snnbp train`")
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    rows, torn = read_jsonl(path)  # a torn last line is a run killed mid-append (files.read_jsonl)
+    if torn:
+        print(f"snnbp: note: the last line of {path} is cut off (the run was killed while writing it); left out",
+              file=sys.stderr)
+    if not rows:
+        raise DataError(f"{path} holds no complete epoch yet; report a run after its first epoch")
+    return rows
 
 
 def write_report(run: str | Path) -> Path:

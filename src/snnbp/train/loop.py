@@ -15,6 +15,8 @@ stopped.
 from __future__ import annotations
 
 import json
+import os
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -23,13 +25,15 @@ import numpy as np
 
 from snnbp.config import Config, load_config, to_dict, to_toml
 from snnbp.data.sources import make_source
-from snnbp.errors import ConfigError, TrainingDiverged
+from snnbp.errors import ConfigError, SnnbpError, TrainingDiverged
+from snnbp.files import write_json_atomic, write_text_atomic
 from snnbp.metrics.health import epoch_health
 from snnbp.model import Network
 from snnbp.serialization import FINAL, LAST, load_checkpoint, save_checkpoint, save_network
 from snnbp.train.build import build_network, make_evaluator, make_trainer, run_context
 from snnbp.train.protocol import ChunkStats
-from snnbp.train.run_dir import Progress, check_resumable, drop_unfinished_rows, git_commit, summarize
+from snnbp.train.run_dir import (Progress, check_fresh_out_dir, check_resumable, drop_unfinished_rows, git_commit,
+                                 remove_stale_tmp, summarize)
 
 
 def _check_health(net: Network, stats: ChunkStats, cfg: Config, presentation_ms: float) -> str | None:
@@ -43,10 +47,29 @@ def _check_health(net: Network, stats: ChunkStats, cfg: Config, presentation_ms:
 
 
 def train(cfg: Config, out_dir: Path, resume: bool = False, progress_bar: bool = True, log=print) -> dict:
-    """Train according to ``cfg`` into ``out_dir``; returns the summary dict (also saved)."""
+    """Train according to ``cfg`` into ``out_dir``; returns the summary dict (also saved).
+
+    A new run that stops with a user-facing error before its first checkpoint (data refused, diverged
+    in the first chunks) removes the directory it created, so nothing half-made is left to trip the
+    next run.
+    """
+    out_dir = Path(out_dir)
+    # Only the process that writes the directory judges it (under torchrun the others would see rank 0's files).
+    writes_files = os.environ.get("RANK", "0") == "0"
+    if not resume and writes_files:
+        check_fresh_out_dir(out_dir)
+    created = not resume and writes_files and not out_dir.exists()
+    try:
+        return _train(cfg, out_dir, resume, progress_bar, log)
+    except SnnbpError:
+        if created and out_dir.is_dir() and not (out_dir / LAST).exists():
+            shutil.rmtree(out_dir, ignore_errors=True)
+        raise
+
+
+def _train(cfg: Config, out_dir: Path, resume: bool, progress_bar: bool, log) -> dict:
     from tqdm import tqdm
 
-    out_dir = Path(out_dir)
     commit = git_commit()  # the code this run starts from
     dist = run_context(cfg)  # torchrun: join the process group; only rank 0 writes files and logs
     is_main = dist.is_main
@@ -63,18 +86,18 @@ def train(cfg: Config, out_dir: Path, resume: bool = False, progress_bar: bool =
         trainer = make_trainer(cfg, net, dist)
         trainer.load_state_tensors(opt_t, opt_m)
         if is_main:
-            drop_unfinished_rows(metrics_path, prog.epoch)
+            prog.metrics_rows = drop_unfinished_rows(metrics_path, prog)
+            remove_stale_tmp(out_dir)
         log(f"resuming {out_dir} at epoch {prog.epoch + 1}, sample {prog.next_sample}")
     else:
-        if (out_dir / LAST).exists():
-            raise ConfigError(f"{out_dir} already holds a run; pass --resume {out_dir} to continue it or choose another --out")
+        prog.metrics_rows = 0
         net = build_network(cfg, source.n_inputs)
         trainer = make_trainer(cfg, net, dist)
     if net.n_inputs != source.n_inputs:
         raise ConfigError(f"the network has {net.n_inputs} inputs but data '{cfg.data.source}' has {source.n_inputs}")
     if is_main:
         out_dir.mkdir(parents=True, exist_ok=True)
-        (out_dir / "config.toml").write_text(to_toml(cfg))
+        write_text_atomic(out_dir / "config.toml", to_toml(cfg))
     cfg_dict = to_dict(cfg)
 
     def checkpoint(partial: ChunkStats | None = None) -> None:
@@ -114,8 +137,10 @@ def train(cfg: Config, out_dir: Path, resume: bool = False, progress_bar: bool =
                 prog.train_wall_s += time.perf_counter() - t0
                 problem = _check_health(net, st, cfg, pres_ms or 300.0)
                 if problem:
-                    raise TrainingDiverged(f"training stopped at epoch {epoch + 1}: {problem}; the last good checkpoint "
-                                           f"{out_dir / LAST} is kept - lower optim.lr or raise model.alpha and retry")
+                    kept = (f"the last good checkpoint {out_dir / LAST} is kept" if (out_dir / LAST).exists()
+                            else "no checkpoint had been written yet, so nothing is kept")
+                    raise TrainingDiverged(f"training stopped at epoch {epoch + 1}: {problem}; {kept} - lower optim.lr "
+                                           "or raise model.alpha and retry")
                 total = st if total is None else total + st
                 prog.next_sample += len(idx)
                 prog.samples_seen += len(idx)
@@ -148,9 +173,10 @@ def train(cfg: Config, out_dir: Path, resume: bool = False, progress_bar: bool =
         if epoch_done:
             prog.epoch += 1
             prog.next_sample = 0
-        if is_main:
+        if is_main:  # the line first, then the checkpoint that commits it (run_dir.py)
             with open(metrics_path, "a") as f:
                 f.write(json.dumps(record) + "\n")
+            prog.metrics_rows = (prog.metrics_rows or 0) + 1
         checkpoint()
         if stopped_early:
             log(f"stopped after train.max_minutes={tc.max_minutes} of training")
@@ -159,7 +185,7 @@ def train(cfg: Config, out_dir: Path, resume: bool = False, progress_bar: bool =
         return {}
     save_network(out_dir / FINAL, net, {"config": cfg_dict})
     summary = summarize(out_dir, cfg, source.name, prog, last_eval, commit)
-    (out_dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+    write_json_atomic(out_dir / "summary.json", summary)
     return summary
 
 

@@ -9,8 +9,13 @@ Layout of a run directory:
 
 A finished run (summary.json written) is never resumed unless an override extends it (a larger
 train.epochs or train.max_minutes); the network's shape (model.*) cannot change on resume.
-metrics.jsonl lines beyond the checkpoint's progress (written just before a kill) are dropped on
-resume (``drop_unfinished_rows``), so no epoch is recorded twice.
+
+Surviving any kill: the checkpoint is the commit point. Each epoch appends its metrics line first and
+then writes the checkpoint, which records how many metrics lines it covers (``Progress.metrics_rows``);
+on resume metrics.jsonl is cut back to those lines (``drop_unfinished_rows``), so a kill between the
+two, or in the middle of a line, never records an epoch twice. Temporary files of interrupted atomic
+writes are removed on resume (``remove_stale_tmp``). A new run never writes into a directory that
+already holds a run's files (``check_fresh_out_dir``): that needs ``--resume``.
 """
 
 from __future__ import annotations
@@ -26,7 +31,8 @@ import numpy as np
 
 from snnbp.config import Config, load_config, to_dict
 from snnbp.errors import ConfigError, RunFinished
-from snnbp.serialization import LAST, load_checkpoint
+from snnbp.files import read_jsonl, write_text_atomic
+from snnbp.serialization import FINAL, LAST, load_checkpoint
 
 
 def git_commit() -> str:
@@ -53,23 +59,59 @@ class Progress:
     train_wall_s: float = 0.0
     samples_seen: int = 0
     partial: dict | None = None  # running statistics of the interrupted epoch (ChunkStats.to_dict)
+    metrics_rows: int | None = None  # metrics.jsonl lines this checkpoint covers (None: written before it was kept)
 
 
-def drop_unfinished_rows(metrics_path: Path, done_epochs: int) -> None:
-    """Keep only metrics lines of epochs the checkpoint has completed (atomic rewrite)."""
+# What a run writes into its directory; any of them present means the directory holds a run.
+RUN_FILES = ("config.toml", "metrics.jsonl", LAST, FINAL, "summary.json")
+
+
+def drop_unfinished_rows(metrics_path: Path, prog: Progress) -> int:
+    """Cut metrics.jsonl back to the lines the checkpoint covers (atomic rewrite).
+
+    Lines past ``prog.metrics_rows`` were appended after the checkpoint was written (a kill between the
+    two); a torn last line is an append cut off by a kill. Checkpoints older than ``metrics_rows`` fall
+    back to keeping the lines of completed epochs. Returns the number of lines kept.
+    """
     if not metrics_path.is_file():
+        return 0
+    rows, torn = read_jsonl(metrics_path)
+    if prog.metrics_rows is not None:
+        keep = rows[: prog.metrics_rows]
+    else:
+        keep = [r for r in rows if r.get("epoch", 0) <= prog.epoch]
+    if len(keep) != len(rows) or torn:
+        write_text_atomic(metrics_path, "".join(json.dumps(r) + "\n" for r in keep))
+    return len(keep)
+
+
+def remove_stale_tmp(out_dir: Path) -> list[Path]:
+    """Delete temporary files of this run's atomic writes that a kill left behind; returns them."""
+    stale = [p for p in Path(out_dir).glob("*.tmp") if p.is_file() and p.name.startswith(RUN_FILES)]
+    for p in stale:
+        p.unlink(missing_ok=True)
+    return stale
+
+
+def check_fresh_out_dir(out_dir: Path) -> None:
+    """ConfigError unless ``out_dir`` can take a new run: absent, or a directory without a run's files."""
+    out_dir = Path(out_dir)
+    if out_dir.exists() and not out_dir.is_dir():
+        raise ConfigError(f"--out {out_dir} is a file, not a directory; choose a directory for the run")
+    if not out_dir.is_dir():
         return
-    lines = [l for l in metrics_path.read_text().splitlines() if l.strip()]
-    keep = [l for l in lines if json.loads(l)["epoch"] <= done_epochs]
-    if len(keep) != len(lines):
-        tmp = metrics_path.with_suffix(".jsonl.tmp")
-        tmp.write_text("".join(l + "\n" for l in keep))
-        os.replace(tmp, metrics_path)
+    if (out_dir / LAST).is_file():
+        raise ConfigError(f"{out_dir} already holds a run; pass --resume {out_dir} to continue it or choose another --out")
+    used = [name for name in RUN_FILES if (out_dir / name).exists()]
+    used += sorted(p.name for p in out_dir.glob("*.tmp") if p.name.startswith(RUN_FILES))
+    if used:
+        raise ConfigError(f"{out_dir} already holds files of a run ({', '.join(used)}) but no checkpoint to resume; "
+                          "delete the directory or choose another --out")
 
 
 def summarize(out_dir: Path, cfg: Config, data_name: str, prog: Progress, last_eval: dict | None,
               commit: str) -> dict:
-    rows = [json.loads(l) for l in (out_dir / "metrics.jsonl").read_text().splitlines() if l.strip()]
+    rows, _ = read_jsonl(out_dir / "metrics.jsonl")
     accs = [r["test_accuracy"] for r in rows if "test_accuracy" in r and r["epoch"] > cfg.train.epochs - cfg.train.eval_last]
     s = {
         "name": cfg.name,
