@@ -5,6 +5,10 @@ prints counts per split and class and any bad file, and records where the data i
 ``<data root>/nmnist/index.json`` so that training configs can say ``data.source = "nmnist"`` without a
 path (``snnbp.data.paths.resolve_nmnist``). ``--synthetic`` writes a synthetic N-MNIST made from MNIST.
 Nothing is downloaded: the official archives must be fetched by hand.
+
+The index is written last, and only on success: a split that is present but unreadable or empty, or bad
+files without ``--skip-bad``, leave any earlier index untouched. Only a split that is absent altogether
+(just Train.zip given) is reported and left out.
 """
 
 from __future__ import annotations
@@ -25,7 +29,9 @@ def register(data_subparsers: argparse._SubParsersAction) -> argparse.ArgumentPa
             "Train.zip / Test.zip, read without unpacking), prints counts per split and class, and records "
             "its location under <root>/nmnist/ so configs can use data.source = \"nmnist\". snnbp does not "
             "download N-MNIST: download Train.zip and Test.zip from the N-MNIST site and pass --from. "
-            "--synthetic instead simulates recordings from MNIST (needs `snnbp data mnist` first)."
+            "--synthetic instead simulates recordings from MNIST (needs `snnbp data mnist` first). "
+            "A recording longer than 10 s or with more than 1,000,000 events is a bad file; set "
+            "SNNBP_NMNIST_MAX_DURATION_S / SNNBP_NMNIST_MAX_EVENTS to raise these limits."
         ),
     )
     source = parser.add_mutually_exclusive_group(required=True)
@@ -54,7 +60,11 @@ def _run(args: argparse.Namespace) -> int:
 
 def _record_path(given: Path) -> Path:
     """The path to record: a lone Train.zip with Test.zip beside it stands for their folder."""
-    given = given.expanduser().resolve()
+    given = given.expanduser()
+    if not given.exists():  # checked first: resolve() raises RuntimeError on a symlink loop
+        raise DataError(f"{given} does not exist or cannot be followed (a symlink loop?); pass the N-MNIST folder "
+                        "or Train.zip / Test.zip")
+    given = given.resolve()
     if given.is_file() and given.stem.lower() in ("train", "test"):
         other = "Test" if given.stem.lower() == "train" else "Train"
         if any(p.name.lower() == f"{other.lower()}.zip" for p in given.parent.iterdir()):
@@ -63,21 +73,27 @@ def _record_path(given: Path) -> Path:
 
 
 def _run_from(args: argparse.Namespace) -> int:
-    from snnbp.data.nmnist import NMNIST
+    from snnbp.data.nmnist import NMNIST, SplitNotFound
     from snnbp.data.paths import SPLIT_DIRS, write_index
 
     path = _record_path(args.from_path)
-    splits, missing, n_bad = {}, {}, 0
+    splits, missing, n_bad, limits = {}, {}, 0, None
     for split in SPLIT_DIRS:
         try:
             ds = NMNIST(path, split, limit_per_class=args.limit, on_bad="skip", progress=True)
-        except DataError as err:
+        except SplitNotFound as err:  # absent, not damaged: record the other split (any other error stops here)
             missing[split] = str(err)
             continue
         splits[split] = {"source": ds.source, "files": len(ds), "per_class": ds.counts(),
                          "bad": [list(s) for s in ds.skipped]}
         n_bad += len(ds.skipped)
+        limits = ds.limits
         _print_split(SPLIT_DIRS[split], ds)
+        if not len(ds):
+            raise DataError(
+                f"every one of the {len(ds.skipped)} {SPLIT_DIRS[split]} recordings in {ds.source} is bad (listed "
+                "above), so there is nothing to record; re-extract the data"
+            )
     if not splits:
         raise DataError(next(iter(missing.values())))
     for split, reason in missing.items():
@@ -88,7 +104,7 @@ def _run_from(args: argparse.Namespace) -> int:
             "record the data anyway and skip them"
         )
     record = {"kind": "real", "path": str(path), "splits": splits, "checked_limit_per_class": args.limit,
-              "skip_bad": bool(args.skip_bad)}
+              "skip_bad": bool(args.skip_bad), "limits": limits._asdict()}
     index = write_index(record, args.root)
     print(f"recorded in {index}")
     print(path)
@@ -98,7 +114,7 @@ def _run_from(args: argparse.Namespace) -> int:
 def _print_split(split_dir: str, ds) -> None:
     per_class = " ".join(f"{c}:{n}" for c, n in ds.counts().items())
     print(f"{split_dir}: {len(ds)} recordings from {ds.source} ({per_class})")
-    for name, reason in ds.skipped:
+    for _name, reason in ds.skipped:  # each reason starts with the file's name
         print(f"  bad: {reason}")
     if ds.skipped:
         print(f"  {len(ds.skipped)} bad file(s) skipped")

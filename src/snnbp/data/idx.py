@@ -9,6 +9,7 @@ that names the file, because a silently misread dataset is worse than no dataset
 from __future__ import annotations
 
 import gzip
+import math
 import os
 import tempfile
 import zlib
@@ -60,7 +61,7 @@ def read_idx(path: str | Path) -> np.ndarray:
 def _read_stream(stream: BinaryIO, path: Path) -> np.ndarray:
     """Parse header and payload from an open binary stream; ``path`` is only for messages."""
     dtype, shape = _read_header(stream, path)
-    nbytes = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+    nbytes = math.prod(shape) * dtype.itemsize  # Python ints: dims near 2**32 must not wrap around to 0
     payload = _read_up_to(stream, nbytes)
     if len(payload) < nbytes:
         raise DataError(
@@ -72,8 +73,12 @@ def _read_stream(stream: BinaryIO, path: Path) -> np.ndarray:
             f"IDX file {path} is oversized: it has data past the {nbytes} payload bytes its header "
             "promises; delete it and re-create the data."
         )
+    try:
+        flat = np.frombuffer(payload, dtype=dtype).reshape(shape)
+    except ValueError:  # e.g. a zero dim beside dims whose product numpy cannot represent
+        raise DataError(f"IDX file {path} declares an impossible shape {shape}; it is corrupt, re-create the data.") from None
     # astype copies into a writable, native-endian array (frombuffer over bytes is read-only).
-    return np.frombuffer(payload, dtype=dtype).reshape(shape).astype(dtype.newbyteorder("="))
+    return flat.astype(dtype.newbyteorder("="))
 
 
 def _read_header(stream: BinaryIO, path: Path) -> tuple[np.dtype, tuple[int, ...]]:

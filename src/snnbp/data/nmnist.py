@@ -10,6 +10,11 @@ Layout (Orchard et al. 2015): ``Train|Test/<digit>/<NNNNN>.bin``, one recording 
 Any subset works (a handful of files is a valid dataset). Every file is named the same way whatever the
 source, ``Train/3/00011.bin``, so a zip and its unpacked folder give identical datasets.
 
+Faults are ``DataError``s that name the file: a recording that does not decode or is past the size limits
+(``nmnist_format.ReadLimits``), a zip member that fails its CRC or does not decompress, a listed entry
+that is a folder or a symlink loop. With ``on_bad="skip"`` each such recording is left out and listed in
+``skipped``. A split that holds no recordings at all is an error, never an empty dataset.
+
 ``load_all`` preloads a split as compact CSR arrays (optionally cached as .npz); ``crop_events`` picks
 the paper's random 300-event training window. Where the data root keeps N-MNIST (the index written by
 ``snnbp data nmnist``, ``resolve_nmnist``) is ``snnbp.data.paths``.
@@ -20,18 +25,29 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import lzma
 import os
 import re
+import stat
+import struct
 import sys
 import tempfile
 import zipfile
+import zlib
 from pathlib import Path
 from typing import NamedTuple
 
 import numpy as np
 
 from snnbp.data.events import NMNIST_SENSOR, events_to_channels
-from snnbp.data.nmnist_format import BYTES_PER_EVENT, decode_events
+from snnbp.data.nmnist_format import (
+    BYTES_PER_EVENT,
+    ReadLimits,
+    check_file_size,
+    decode_events,
+    read_file_bytes,
+    read_limits,
+)
 from snnbp.data.paths import SPLIT_DIRS
 from snnbp.errors import DataError
 
@@ -40,6 +56,23 @@ log = logging.getLogger(__name__)
 CLASSES = tuple(str(d) for d in range(10))
 CACHE_VERSION = 1  # bump when load_all's arrays change meaning, so old caches are not reused
 _MEMBER = re.compile(r"(?:^|/)([0-9])/([^/]+\.bin)$", re.IGNORECASE)  # ".../<digit>/<name>.bin" in a zip
+# What zipfile raises for a damaged archive or member, besides BadZipFile: a corrupt deflate / bzip2 / lzma
+# stream (zlib.error, OSError, lzma.LZMAError), a member cut short (EOFError), a header field that makes
+# no sense (struct.error, ValueError, OverflowError), a compression method it does not know
+# (NotImplementedError). All mean "this file is damaged", never a bug of ours.
+_ZIP_ERRORS = (zipfile.BadZipFile, zlib.error, lzma.LZMAError, EOFError, OSError, struct.error, ValueError,
+               OverflowError, NotImplementedError)
+
+
+class SplitNotFound(DataError):
+    """The asked-for split is simply not at the given path (only Train.zip was given, say).
+
+    Unlike other DataErrors this is not damage: ``snnbp data nmnist --from`` records the splits it finds.
+    """
+
+
+def _no_recordings(where, detail: str = "") -> DataError:
+    return DataError(f"no recordings found under {where}{detail}; check the path (expected <digit>/<name>.bin files)")
 
 
 # ------------------------------------------------------------------------------------------- sources
@@ -53,19 +86,54 @@ class _FolderSource:
         self.where = str(folder)
 
     def listing(self) -> list[tuple[str, int, int, str]]:
-        """(name, digit, size in bytes, version stamp) of every recording, sorted by digit then file name."""
-        items = []
+        """(name, digit, size in bytes, version stamp) of every recording, sorted by digit then file name.
+
+        An entry that cannot be stat'ed (a symlink loop) or is not a regular file (a folder named x.bin) is
+        listed with size 0; reading it raises DataError, so it is a bad file like any other. DataError if
+        there is no recording at all, naming the class folders that could not be opened.
+        """
+        items, unopened = [], {}  # unopened: why -> digits whose class folder failed for that reason
         for digit in CLASSES:
-            for f in sorted((self.folder / digit).glob("*.bin")):
-                st = f.stat()
-                items.append((f"{self.split_dir}/{digit}/{f.name}", int(digit), st.st_size, str(st.st_mtime_ns)))
+            names, problem = _bin_names(self.folder / digit)
+            if problem:
+                unopened.setdefault(problem, []).append(digit)
+            for file_name in names:
+                size, stamp = _size_and_stamp(self.folder / digit / file_name)
+                items.append((f"{self.split_dir}/{digit}/{file_name}", int(digit), size, stamp))
+        why = "; ".join(f"class folder(s) {' '.join(digits)}: {problem}" for problem, digits in unopened.items())
+        if not items:
+            raise _no_recordings(self.folder, f" ({why})" if why else "")
+        if why:
+            log.warning("cannot open %s in %s", why, self.folder)
         return items
 
-    def read(self, name: str) -> bytes:
-        return (self.folder / name.split("/", 1)[1]).read_bytes()
+    def read(self, name: str, limits: ReadLimits) -> bytes:
+        return read_file_bytes(self.folder / name.split("/", 1)[1], limits, self.path_of(name))
 
     def path_of(self, name: str) -> str:
         return str(self.folder / name.split("/", 1)[1])
+
+
+def _bin_names(folder: Path) -> tuple[list[str], str]:
+    """Sorted ``*.bin`` names in one class folder, and why the folder cannot be opened ("" if it can or is absent)."""
+    try:
+        with os.scandir(folder) as entries:
+            return sorted(e.name for e in entries if e.name.endswith(".bin")), ""
+    except FileNotFoundError:  # an absent class (a subset of the digits), or a dangling symlink
+        return [], ""
+    except OSError as err:  # a symlink loop, no permission, or a file where a folder should be
+        return [], err.strerror or str(err)
+
+
+def _size_and_stamp(path: Path) -> tuple[int, str]:
+    """(size in bytes, mtime in ns as text) of a regular file; (0, why not) for anything else."""
+    try:
+        info = path.stat()
+    except OSError as err:
+        return 0, f"unreadable: {err.strerror or err}"
+    if not stat.S_ISREG(info.st_mode):
+        return 0, "not a regular file"
+    return info.st_size, str(info.st_mtime_ns)
 
 
 class _ZipSource:
@@ -83,8 +151,9 @@ class _ZipSource:
         if self._zip is None or self._pid != os.getpid():
             try:
                 self._zip = zipfile.ZipFile(self.zip_path)
-            except zipfile.BadZipFile:
-                raise DataError(f"{self.zip_path}: not a readable zip file; download it again") from None
+            except _ZIP_ERRORS as err:
+                raise DataError(f"{self.zip_path}: not a readable zip file, truncated or damaged ({err}); download it "
+                                "again") from None
             self._pid = os.getpid()
         return self._zip
 
@@ -97,8 +166,10 @@ class _ZipSource:
             tagged = [t for t in tagged if t[2] == wanted]
         elif self.zip_path.stem.lower() in ("train", "test") and self.zip_path.stem.lower() != wanted:
             tagged = []
+        if not matches:
+            raise _no_recordings(self.zip_path)
         if not tagged:
-            raise DataError(
+            raise SplitNotFound(
                 f"{self.zip_path} holds no {self.split_dir} recordings; pass {self.split_dir}.zip or the folder "
                 "that holds both zips"
             )
@@ -109,8 +180,18 @@ class _ZipSource:
             items.append((name, int(m.group(1)), info.file_size, f"{info.CRC:08x}"))
         return sorted(items, key=lambda it: (it[1], it[0]))
 
-    def read(self, name: str) -> bytes:
-        return self._handle().read(self._members[name])
+    def read(self, name: str, limits: ReadLimits) -> bytes:
+        """The member's bytes; DataError naming it if it is too big, encrypted, or fails to decompress or its CRC."""
+        info, where = self._members[name], self.path_of(name)
+        # zipfile stops reading at the declared size, so checking it bounds the memory a member can take.
+        check_file_size(info.file_size, where, limits)
+        if info.flag_bits & 0x1:
+            raise DataError(f"{where}: is encrypted; extract the zip with its password and pass the folder instead")
+        try:
+            return self._handle().read(info)
+        except _ZIP_ERRORS as err:
+            raise DataError(f"{where}: cannot be read from the zip ({err}); the zip is damaged - download it again, "
+                            "or pass --skip-bad to skip this member") from None
 
     def path_of(self, name: str) -> str:
         return f"{self.zip_path}::{self._members[name].filename}"
@@ -125,11 +206,17 @@ def _split_of(member: str) -> str:
 
 
 def _child(folder: Path, name: str) -> Path | None:
-    """The entry of ``folder`` called ``name``, ignoring case (Train vs train), or None."""
-    exact = folder / name
-    if exact.exists():
-        return exact
-    return next((c for c in folder.iterdir() if c.name.lower() == name.lower()), None)
+    """The entry of ``folder`` called ``name``, ignoring case (Train vs train), or None.
+
+    An entry that exists but cannot be followed (a symlink loop, a dangling link) is a DataError: silently
+    treating it as absent would record the data set without that split.
+    """
+    found = folder / name
+    if not os.path.lexists(found):  # lexists: a link is found even when it cannot be followed
+        found = next((c for c in folder.iterdir() if c.name.lower() == name.lower()), None)
+    if found is not None and not found.exists():
+        raise DataError(f"{found} cannot be opened (a symlink loop or a dangling link); fix the link or remove it")
+    return found
 
 
 def open_source(root_or_zip: str | os.PathLike, split: str) -> _FolderSource | _ZipSource:
@@ -141,11 +228,11 @@ def open_source(root_or_zip: str | os.PathLike, split: str) -> _FolderSource | _
     if not path.exists():
         raise DataError(f"{path} does not exist; pass the N-MNIST folder or Train.zip / Test.zip")
     if path.is_file():
-        if not zipfile.is_zipfile(path):
-            raise DataError(
-                f"{path} is neither a folder nor a zip file; pass the N-MNIST folder or Train.zip / Test.zip"
-            )
-        return _ZipSource(path, split)
+        if zipfile.is_zipfile(path):
+            return _ZipSource(path, split)
+        if path.suffix.lower() == ".zip":  # meant to be a zip: say it is damaged rather than "not a zip"
+            raise DataError(f"{path}: not a readable zip file, truncated or damaged; download it again")
+        raise DataError(f"{path} is neither a folder nor a zip file; pass the N-MNIST folder or Train.zip / Test.zip")
     if path.name.lower() in ("train", "test"):
         if path.name.lower() == split:
             return _FolderSource(path, split_dir)
@@ -156,7 +243,7 @@ def open_source(root_or_zip: str | os.PathLike, split: str) -> _FolderSource | _
             return _FolderSource(found, split_dir) if found.is_dir() else _ZipSource(found, split)
     if any((path / d).is_dir() for d in CLASSES):  # a bare folder of digit folders
         return _FolderSource(path, split_dir)
-    raise DataError(f"no {split_dir}/ folder or {split_dir}.zip in {path}; pass the folder that holds them")
+    raise SplitNotFound(f"no {split_dir}/ folder or {split_dir}.zip in {path}; pass the folder that holds them")
 
 
 # ------------------------------------------------------------------------------------------- dataset
@@ -172,6 +259,8 @@ class NMNIST:
     files:           keep only these recordings, named ``3/00011.bin`` or ``Train/3/00011.bin``
     on_bad:          "error": a corrupt file raises DataError when read; "skip": every file is checked
                      now, bad ones are left out and listed in ``skipped`` as (name, reason) and logged
+    limits:          largest recording accepted (``nmnist_format.ReadLimits``); None = ``read_limits()``,
+                     10 s and 1,000,000 events unless raised by environment variables
     Attributes: ``names`` (``Train/3/00011.bin``), ``paths`` (where each is read from), ``labels``
     ((N,) int64), ``sensor_size``, ``classes``, ``skipped``, ``source`` (folder or zip path).
     """
@@ -180,10 +269,11 @@ class NMNIST:
     classes = CLASSES
 
     def __init__(self, root_or_zip, split: str = "train", digits=None, limit_per_class: int | None = None,
-                 files=None, on_bad: str = "error", progress: bool = False):
+                 files=None, on_bad: str = "error", progress: bool = False, limits: ReadLimits | None = None):
         if on_bad not in ("error", "skip"):
             raise DataError(f"on_bad must be 'error' or 'skip', got {on_bad!r}")
         self.split, self.on_bad = split, on_bad
+        self.limits = read_limits() if limits is None else limits  # once, so a bad environment fails here
         self._src = open_source(root_or_zip, split)
         self.source = self._src.where
         items = _select(self._src.listing(), self._src.split_dir, digits, limit_per_class, files)
@@ -204,8 +294,12 @@ class NMNIST:
 
     def __getitem__(self, i: int) -> tuple[np.ndarray, int]:
         """Events (EVENT_DTYPE, t in us) and label of recording ``i``."""
-        name = self.names[i]
-        return decode_events(self._src.read(name), name, sensor=self.sensor_size), int(self.labels[i])
+        return self._decode(self.names[i]), int(self.labels[i])
+
+    def _decode(self, name: str) -> np.ndarray:
+        """Read and decode one recording within ``self.limits``; DataError naming it if it is bad."""
+        raw = self._src.read(name, self.limits)
+        return decode_events(raw, name, sensor=self.sensor_size, limits=self.limits)
 
     def counts(self) -> dict[str, int]:
         """Recordings per class, {"0": n0, ..., "9": n9}."""
@@ -225,7 +319,7 @@ class NMNIST:
         good = []
         for it in _bar(items, f"checking N-MNIST {self._src.split_dir}", progress):
             try:
-                decode_events(self._src.read(it[0]), it[0], sensor=self.sensor_size)
+                self._decode(it[0])
             except DataError as err:
                 self.skipped.append((it[0], str(err)))
                 log.warning("skipping %s", err)

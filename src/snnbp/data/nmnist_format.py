@@ -20,18 +20,32 @@ before it)``. Real N-MNIST recordings last about 0.3 s, far below 2**23 us, and 
 represents exactly by inserting markers.
 
 Decoded events are a structured array of ``snnbp.data.events.EVENT_DTYPE`` (x, y, p, t in microseconds).
+
+Size limits. A damaged or hostile file can be tiny yet decode to an absurd recording: 270,000 overflow
+markers (1.35 MB) push the next event to 2,212 s, which `snnbp show` would draw as 221,200 GIF frames and
+training cannot even hold in int32 microseconds. So the readers take ``limits`` (a ``ReadLimits``): a
+recording whose last event is later than ``max_duration_us`` or that holds more than ``max_events`` events
+(markers not counted) is a DataError when decoded, and a file too big to fit both (``ReadLimits.max_bytes``)
+is refused before it is read. ``read_limits()`` gives the limits every user-facing reader applies (the
+``NMNIST`` dataset, hence ``snnbp data nmnist`` and training, and ``snnbp show``): 10 s and 1,000,000 events,
+raised for all of them at once by the environment variables ``SNNBP_NMNIST_MAX_DURATION_S`` and
+``SNNBP_NMNIST_MAX_EVENTS``. Without ``limits`` the codec functions stay exact and unbounded, for long
+synthetic streams and round trips.
 """
 
 from __future__ import annotations
 
+import math
 import os
+import stat
 import tempfile
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 
 from snnbp.data.events import EVENT_DTYPE, NMNIST_SENSOR, SensorSize
-from snnbp.errors import DataError
+from snnbp.errors import ConfigError, DataError
 
 BYTES_PER_EVENT = 5
 TS_BITS = 23
@@ -41,22 +55,113 @@ OVERFLOW_INCREMENT_US = 1 << 13  # 8192 us per marker: eventvision.py read_datas
 
 _SKIP_HINT = "the file is corrupt - re-extract it or pass --skip-bad to skip it"
 
+# Default limits on one recording. Real N-MNIST recordings last about 0.3 s (three ~100 ms saccades) and hold
+# about 4,000-6,000 events (at most ~7,200 in our sample), so 10 s and 1,000,000 events leave a margin of 30x
+# and 140x for unusual but genuine streams, while keeping the worst accepted file small: 5 MB of events,
+# 1,000 GIF frames at 10 ms in `snnbp show`, and times far below the 2**31 us (2,147 s) that training's
+# int32 times can hold.
+DEFAULT_MAX_DURATION_S = 10.0
+DEFAULT_MAX_EVENTS = 1_000_000
+MAX_DURATION_ENV = "SNNBP_NMNIST_MAX_DURATION_S"  # seconds, a positive number
+MAX_EVENTS_ENV = "SNNBP_NMNIST_MAX_EVENTS"  # a positive whole number
+# The duration limit cannot be raised past this: training keeps event times as int32 microseconds, so a
+# longer recording could be checked and recorded, then fail every training run.
+DURATION_CEILING_US = (1 << 31) - 1  # 2,147.48 s
 
-def decode_events(raw: bytes, name: str = "<bytes>", *, sensor: SensorSize = NMNIST_SENSOR) -> np.ndarray:
+
+class ReadLimits(NamedTuple):
+    """The largest recording a reader accepts.
+
+    max_duration_us: time of the last event, in microseconds (recordings start at 0 us)
+    max_events:      events after overflow markers are removed
+    """
+
+    max_duration_us: int
+    max_events: int
+
+    @property
+    def max_bytes(self) -> int:
+        """Largest file (bytes) that can hold a recording within both limits.
+
+        Its events, plus the overflow markers its duration can account for (each adds 8192 us to every
+        later event, so at most ``max_duration_us // 8192`` come before the last event), plus one. Markers
+        after the last event change no time, so a file padded with them is refused: no writer makes one.
+        """
+        return BYTES_PER_EVENT * (self.max_events + self.max_duration_us // OVERFLOW_INCREMENT_US + 1)
+
+
+def read_limits(max_duration_us: int | None = None, max_events: int | None = None) -> ReadLimits:
+    """The limits to apply: each value given here, else its environment variable, else the default.
+
+    max_duration_us: microseconds, 1..DURATION_CEILING_US (``SNNBP_NMNIST_MAX_DURATION_S`` is in seconds)
+    max_events:      events, at least 1
+    Raises ConfigError for an environment variable that is not a positive number or asks for more than
+    2,147 s, ValueError for a keyword argument out of range.
+    """
+    if max_duration_us is None:
+        max_duration_us = _env_duration_us()
+    if max_events is None:
+        max_events = _env_number(MAX_EVENTS_ENV, DEFAULT_MAX_EVENTS, int)
+    if not 1 <= max_duration_us <= DURATION_CEILING_US or max_events < 1:
+        raise ValueError(f"need 1 <= max_duration_us <= {DURATION_CEILING_US} and max_events >= 1, got "
+                         f"{max_duration_us} and {max_events}")
+    return ReadLimits(int(max_duration_us), int(max_events))
+
+
+def _env_duration_us() -> int:
+    """``SNNBP_NMNIST_MAX_DURATION_S`` in microseconds (the default if unset); ConfigError past the ceiling."""
+    duration_us = max(1, round(1e6 * _env_number(MAX_DURATION_ENV, DEFAULT_MAX_DURATION_S, float)))
+    if duration_us > DURATION_CEILING_US:
+        raise ConfigError(f"{MAX_DURATION_ENV} can be at most {DURATION_CEILING_US / 1e6:.0f} s (training keeps "
+                          f"times as int32 microseconds), got {os.environ[MAX_DURATION_ENV].strip()!r}; lower it")
+    return duration_us
+
+
+def _env_number(var: str, default, kind):
+    """``kind(os.environ[var])`` (float or int), ``default`` if unset or empty; ConfigError unless finite and > 0."""
+    text = os.environ.get(var, "").strip()
+    if not text:
+        return default
+    try:
+        value = kind(text)  # both accept "1_000_000"
+    except ValueError:
+        value = None
+    if value is None or not math.isfinite(value) or value <= 0:
+        kind_name = "number of seconds" if kind is float else "whole number"
+        raise ConfigError(f"{var} must be a positive {kind_name}, got {text!r}; fix it or unset it for the default")
+    return value
+
+
+def check_file_size(n_bytes: int, name: str, limits: ReadLimits) -> None:
+    """DataError if a file of ``n_bytes`` bytes cannot hold a recording within ``limits``; call before reading."""
+    if n_bytes > limits.max_bytes:
+        records = -(-n_bytes // BYTES_PER_EVENT)
+        raise DataError(
+            f"{name}: {n_bytes:,} bytes is more than the {limits.max_bytes:,} bytes a recording within the limits "
+            f"({limits.max_events:,} events, {limits.max_duration_us / 1e6:g} s) can take; if it is genuine, raise "
+            f"the limit by setting {MAX_EVENTS_ENV}={records}, else pass --skip-bad to skip it"
+        )
+
+
+def decode_events(raw: bytes, name: str = "<bytes>", *, sensor: SensorSize = NMNIST_SENSOR,
+                  limits: ReadLimits | None = None) -> np.ndarray:
     """Decode the bytes of one N-MNIST file into events.
 
     raw:    the file's content, ``5 * n`` bytes (markers included)
     name:   how error messages name the file (e.g. ``Train/3/00011.bin``)
     sensor: geometry that x and y must fit (x < width, y < height)
+    limits: largest recording accepted (duration in us, events), e.g. ``read_limits()``; None = no limit
     Returns a ``(n_events,)`` array of EVENT_DTYPE, markers removed, t in microseconds, non-decreasing.
-    Raises DataError for a size that is not a multiple of 5, a coordinate off the sensor, or a
-    timestamp that decreases.
+    Raises DataError for a size that is not a multiple of 5, a coordinate off the sensor, a
+    timestamp that decreases, or a recording past ``limits``.
     """
     if len(raw) % BYTES_PER_EVENT:
         raise DataError(
             f"{name}: size {len(raw)} bytes is not a multiple of {BYTES_PER_EVENT} (truncated by "
             f"{len(raw) % BYTES_PER_EVENT} bytes); {_SKIP_HINT}"
         )
+    if limits is not None:
+        check_file_size(len(raw), name, limits)  # before decoding: bounds the memory the arrays below take
     b = np.frombuffer(raw, dtype=np.uint8).reshape(-1, BYTES_PER_EVENT)  # (n_records, 5)
     # Widen before shifting: uint8 << 16 would overflow.
     stored = (
@@ -71,6 +176,8 @@ def decode_events(raw: bytes, name: str = "<bytes>", *, sensor: SensorSize = NMN
     _check_coordinates(b[:, 0], "x", sensor.width, name)
     _check_coordinates(b[:, 1], "y", sensor.height, name)
     _check_monotonic(t, name)
+    if limits is not None:
+        _check_limits(t, name, limits)
 
     events = np.empty(len(t), dtype=EVENT_DTYPE)
     events["x"] = b[:, 0]
@@ -98,14 +205,65 @@ def _check_monotonic(t: np.ndarray, name: str) -> None:
         )
 
 
-def read_events(path: str | os.PathLike, *, sensor: SensorSize = NMNIST_SENSOR) -> np.ndarray:
-    """Read one N-MNIST ``.bin`` file; see ``decode_events``. Errors name the file by its path."""
+def _check_limits(t: np.ndarray, name: str, limits: ReadLimits) -> None:
+    """DataError if the recording (times ``t`` in us, non-decreasing) lasts too long or holds too many events."""
+    if len(t) and int(t[-1]) > limits.max_duration_us:
+        seconds = int(t[-1]) / 1e6
+        if int(t[-1]) <= DURATION_CEILING_US:
+            fix = f"if it is genuine, raise the limit by setting {MAX_DURATION_ENV}={math.ceil(seconds)}, else"
+        else:
+            fix = f"no limit can exceed {DURATION_CEILING_US / 1e6:.0f} s (int32 microseconds), so trim it or"
+        raise DataError(
+            f"{name}: lasts {seconds:,.1f} s (last event at {int(t[-1]):,} us), past the limit of "
+            f"{limits.max_duration_us / 1e6:g} s per recording (real N-MNIST lasts about 0.3 s); {fix} pass "
+            "--skip-bad to skip it"
+        )
+    if len(t) > limits.max_events:
+        raise DataError(
+            f"{name}: holds {len(t):,} events, past the limit of {limits.max_events:,} per recording (real N-MNIST "
+            f"holds about 4,000-6,000); if it is genuine, raise the limit by setting {MAX_EVENTS_ENV}={len(t)}, "
+            "else pass --skip-bad to skip it"
+        )
+
+
+def read_file_bytes(path: str | os.PathLike, limits: ReadLimits | None = None, name: str | None = None) -> bytes:
+    """The bytes of the recording at ``path``, read only if its size fits ``limits`` (see ``check_file_size``).
+
+    limits: None = read the whole file, whatever its size
+    name:   how error messages name the file; default its path
+    Raises DataError naming the file if it is missing, a folder, not a regular file (a device, a pipe),
+    cannot be opened (a symlink loop, no permission), or is too big.
+    """
     path = Path(path)
+    name = str(path) if name is None else name
     try:
-        raw = path.read_bytes()
+        info = path.stat()  # follows symlinks: a loop or a dangling link fails here
+        if stat.S_ISDIR(info.st_mode):
+            raise DataError(f"{name}: is a folder, not an N-MNIST recording; remove or rename it, or pass --skip-bad "
+                            "to skip it")
+        if not stat.S_ISREG(info.st_mode):  # a pipe could block forever and a device never end
+            raise DataError(f"{name}: is not a regular file; replace it with the recording, or pass --skip-bad to "
+                            "skip it")
+        if limits is None:
+            return path.read_bytes()
+        check_file_size(info.st_size, name, limits)
+        with open(path, "rb") as f:
+            return f.read(limits.max_bytes + 1)  # a file that grew since stat still cannot exceed the bound
     except FileNotFoundError:
-        raise DataError(f"{path}: no such N-MNIST file; check the path or re-run `snnbp data nmnist`") from None
-    return decode_events(raw, str(path), sensor=sensor)
+        raise DataError(f"{name}: no such N-MNIST file; check the path or re-run `snnbp data nmnist`") from None
+    except OSError as err:  # ELOOP, EACCES, EIO, ...
+        raise DataError(f"{name}: cannot be read ({err.strerror or err}); fix or remove it, or pass --skip-bad to "
+                        "skip it") from None
+
+
+def read_events(path: str | os.PathLike, *, sensor: SensorSize = NMNIST_SENSOR,
+                limits: ReadLimits | None = None) -> np.ndarray:
+    """Read one N-MNIST ``.bin`` file; see ``decode_events`` (``limits`` included). Errors name the file by its path.
+
+    Pass ``limits=read_limits()`` for a file a user gave: it is then refused unread if too big.
+    """
+    raw = read_file_bytes(path, limits)
+    return decode_events(raw, str(Path(path)), sensor=sensor, limits=limits)
 
 
 def encode_events(events: np.ndarray, *, sensor: SensorSize = NMNIST_SENSOR) -> bytes:

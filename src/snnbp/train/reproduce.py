@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from snnbp.errors import ConfigError
-from snnbp.files import write_json_atomic
+from snnbp.files import read_jsonl, write_json_atomic
 
 
 @dataclass(frozen=True)
@@ -104,7 +104,7 @@ def reproduce(name: str, results: Path, overrides: list[str], log=print) -> dict
 
 def _rows_of(run_dir: Path) -> list[dict]:
     p = run_dir / "metrics.jsonl"
-    return [json.loads(l) for l in p.read_text().splitlines() if l.strip()] if p.is_file() else []
+    return read_jsonl(p)[0] if p.is_file() else []  # a row still training may have a torn last line
 
 
 def _fmt_triple(t) -> str:
