@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from snnbp.errors import DataError
+from snnbp.errors import DataError, SnnbpError
 from snnbp.model import Network
 
 LAST = "last.safetensors"  # written after every epoch and on interruption
@@ -38,7 +38,7 @@ def load_checkpoint(path: Path) -> tuple[Network, dict, dict, dict, dict]:
     tensors, meta = load_tensors(path)
     if "network" not in meta:
         raise DataError(f"{path} is not an snnbp checkpoint (no network header)")
-    net = Network.from_parts(meta["network"], tensors)
+    net = _network_from(path, meta, tensors)
     optim = {k: v for k, v in tensors.items() if k.startswith(("optim.", "partial."))}
     return net, optim, meta.get("optimizer", {}), meta.get("progress", {}), meta.get("config", {})
 
@@ -79,7 +79,9 @@ def load_tensors(path: str | Path) -> tuple[dict[str, np.ndarray], dict]:
         n = int.from_bytes(raw[:8], "little")
         header = json.loads(raw[8 : 8 + n])
         meta = json.loads(header.get("__metadata__", {}).get("snnbp", "{}"))
-    except (SafetensorError, ValueError, json.JSONDecodeError) as err:
+        if not isinstance(meta, dict):
+            raise ValueError("its snnbp header is not a JSON object")
+    except (SafetensorError, ValueError, AttributeError, json.JSONDecodeError) as err:
         raise DataError(f"checkpoint {path} is not a readable snnbp safetensors file ({err}); it may be truncated") from None
     return tensors, meta
 
@@ -92,4 +94,14 @@ def load_network(path: str | Path) -> tuple[Network, dict]:
     tensors, meta = load_tensors(path)
     if "network" not in meta:
         raise DataError(f"{path} holds no snnbp network header; is it an snnbp checkpoint?")
-    return Network.from_parts(meta["network"], tensors), meta
+    return _network_from(path, meta, tensors), meta
+
+
+def _network_from(path, meta: dict, tensors: dict[str, np.ndarray]) -> Network:
+    """The network of a file's header and tensors; DataError when they are incomplete or disagree
+    (a damaged file whose JSON still parses: a missing key, a wrong type, a tensor of the wrong shape)."""
+    try:
+        return Network.from_parts(meta["network"], tensors)
+    except (KeyError, TypeError, ValueError, AttributeError, IndexError, SnnbpError) as err:
+        raise DataError(f"checkpoint {path} has an incomplete or inconsistent network header or tensors "
+                        f"({type(err).__name__}: {err}); it is damaged - use another checkpoint of the run") from None

@@ -42,7 +42,7 @@ def _check_health(net: Network, stats: ChunkStats, cfg: Config, presentation_ms:
             return f"layer {l} has non-finite weights or thresholds"
     rate = stats.spikes[:-1].sum() / max(1, stats.samples) / max(1, sum(net.sizes[:-1])) / (presentation_ms / 1000)
     if net.n_layers > 1 and rate > cfg.train.max_rate_hz:
-        return f"mean hidden firing rate {rate:.0f} Hz exceeds train.max_rate_hz={cfg.train.max_rate_hz:.0f}"
+        return f"mean hidden firing rate {rate:.0f} Hz exceeds train.max_rate_hz={cfg.train.max_rate_hz:g}"
     return None
 
 
