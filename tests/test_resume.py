@@ -131,3 +131,17 @@ def test_adam_mid_epoch_resume_is_exact(tmp_path, capsys, monkeypatch, name):
     capsys.readouterr()
     assert _metrics(tmp_path / "parts") == _metrics(tmp_path / "whole")
     _same_model(tmp_path / "whole", tmp_path / "parts")
+
+
+def test_a_run_stopped_by_its_time_budget_is_extended_by_lifting_the_budget(tmp_path, capsys):
+    """train.max_minutes = 0 means no limit, so it extends a run that stopped on its budget."""
+    run = tmp_path / "budget"
+    # A budget this small stops the run after its first chunk (mid-epoch 1), finished with summary.json.
+    assert main(_args(tmp_path, "budget", ["train.max_minutes=1e-9"])) == 0
+    assert (run / "summary.json").is_file()
+    assert main(["train", "--resume", str(run)]) == 2  # the same budget again: finished, left untouched
+    assert main(["train", "--resume", str(run), "--set", "train.max_minutes=0"]) == 0
+    capsys.readouterr()
+    assert [r["epoch"] for r in _metrics(run)] == [1, 2, 3]  # the budget stop's partial line is not kept twice
+    assert main(_args(tmp_path, "whole")) == 0
+    _same_model(tmp_path / "whole", run)

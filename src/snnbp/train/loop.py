@@ -176,7 +176,10 @@ def _train(cfg: Config, out_dir: Path, resume: bool, progress_bar: bool, log) ->
         if is_main:  # the line first, then the checkpoint that commits it (run_dir.py)
             with open(metrics_path, "a") as f:
                 f.write(json.dumps(record) + "\n")
-            prog.metrics_rows = (prog.metrics_rows or 0) + 1
+            # The line of an epoch cut short by train.max_minutes stays for the summary and report, but is
+            # not committed: a resume that lifts the budget finishes that epoch and writes its line then.
+            if epoch_done:
+                prog.metrics_rows = (prog.metrics_rows or 0) + 1
         checkpoint()
         if stopped_early:
             log(f"stopped after train.max_minutes={tc.max_minutes} of training")

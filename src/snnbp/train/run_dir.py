@@ -21,6 +21,7 @@ already holds a run's files (``check_fresh_out_dir``): that needs ``--resume``.
 from __future__ import annotations
 
 import json
+import math
 import os
 import platform
 import subprocess
@@ -70,16 +71,16 @@ def drop_unfinished_rows(metrics_path: Path, prog: Progress) -> int:
     """Cut metrics.jsonl back to the lines the checkpoint covers (atomic rewrite).
 
     Lines past ``prog.metrics_rows`` were appended after the checkpoint was written (a kill between the
-    two); a torn last line is an append cut off by a kill. Checkpoints older than ``metrics_rows`` fall
-    back to keeping the lines of completed epochs. Returns the number of lines kept.
+    two); a torn last line is an append cut off by a kill; lines of epochs the checkpoint has not completed
+    (a budget stop mid-epoch) are dropped as well. Returns the number of lines kept.
     """
     if not metrics_path.is_file():
         return 0
     rows, torn = read_jsonl(metrics_path)
-    if prog.metrics_rows is not None:
-        keep = rows[: prog.metrics_rows]
-    else:
-        keep = [r for r in rows if r.get("epoch", 0) <= prog.epoch]
+    keep = rows if prog.metrics_rows is None else rows[: prog.metrics_rows]
+    # A line of an epoch the checkpoint has not completed (a train.max_minutes stop mid-epoch) goes too:
+    # the resumed run writes that epoch's line when it completes it.
+    keep = [r for r in keep if r.get("epoch", 0) <= prog.epoch]
     if len(keep) != len(rows) or torn:
         write_text_atomic(metrics_path, "".join(json.dumps(r) + "\n" for r in keep))
     return len(keep)
@@ -146,7 +147,8 @@ def check_resumable(out_dir: Path, overrides: list[str]) -> Config:
     """The config a ``--resume`` of out_dir with these overrides would run; refuses what must not run.
 
     ConfigError: no checkpoint, or a model.* key changed. RunFinished: the run has finished
-    (summary.json) and the overrides do not extend it (a larger train.epochs or train.max_minutes).
+    (summary.json) and the overrides do not extend it (a larger train.epochs or train.max_minutes, where
+    0 = no limit is the largest budget).
     """
     out_dir = Path(out_dir)
     if not (out_dir / LAST).is_file():
@@ -156,7 +158,11 @@ def check_resumable(out_dir: Path, overrides: list[str]) -> Config:
     cfg = load_config(None, overrides, base=saved_dict)
     _check_resume_overrides(saved, cfg)
     if (out_dir / "summary.json").is_file():
-        extends = cfg.train.epochs > saved.train.epochs or cfg.train.max_minutes > saved.train.max_minutes
+        def budget(minutes: float) -> float:  # train.max_minutes = 0 means no limit: larger than any budget
+            return math.inf if minutes <= 0 else minutes
+
+        extends = (cfg.train.epochs > saved.train.epochs
+                   or budget(cfg.train.max_minutes) > budget(saved.train.max_minutes))
         more_epochs = progress.get("epoch", 0) < cfg.train.epochs
         if not (extends and more_epochs):
             raise RunFinished(f"{out_dir} is a finished run ({progress.get('epoch', 0)} epochs, summary.json written); "
