@@ -20,5 +20,5 @@ for s in range(0, 60000, chunk):
     wn = [f"{np.median((w.astype(np.float64)**2).sum(0)):.2f}" for w in net.weights]
     print(f"{s + chunk:6d} acc {st.correct / st.samples:.3f} spikes {np.round(st.spikes / st.samples, 1).tolist()} "
           f"zero_err {st.zero_error / st.samples:.2f} th {th} w2med {wn} {time.time() - t0:.0f}s", flush=True)
-    if not np.isfinite(net.weights[0]).all():
+    if not np.isfinite(net.weights[0]).all() or st.spikes.sum() / st.samples > 20000:
         break
