@@ -145,3 +145,4 @@ def test_a_run_stopped_by_its_time_budget_is_extended_by_lifting_the_budget(tmp_
     assert [r["epoch"] for r in _metrics(run)] == [1, 2, 3]  # the budget stop's partial line is not kept twice
     assert main(_args(tmp_path, "whole")) == 0
     _same_model(tmp_path / "whole", run)
+    assert _metrics(run) == _metrics(tmp_path / "whole")  # epoch 1's line counts all its samples

@@ -180,7 +180,9 @@ def _train(cfg: Config, out_dir: Path, resume: bool, progress_bar: bool, log) ->
             # not committed: a resume that lifts the budget finishes that epoch and writes its line then.
             if epoch_done:
                 prog.metrics_rows = (prog.metrics_rows or 0) + 1
-        checkpoint()
+        # An epoch cut short by the budget keeps its running statistics in the checkpoint (as on Ctrl-C),
+        # so a resume that lifts the budget records the whole epoch, not only its remainder.
+        checkpoint(total if not epoch_done and prog.next_sample > 0 else None)
         if stopped_early:
             log(f"stopped after train.max_minutes={tc.max_minutes} of training")
             break
