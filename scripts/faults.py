@@ -223,36 +223,40 @@ def kill_probes(lab: Lab) -> list[Outcome]:
     out.append(Outcome("kill -9 during the first checkpoint write, then the same `--out` again",
                        f"left {left}; second run: {_short(line, lab)}", ok and untouched))
 
-    # SIGKILL at random moments of the process's life, resumed each time; five kills, then it runs to the end.
-    # The moments are drawn after startup (imports, compiled-kernel cache: ~20 % of the reference process),
-    # where a kill would only test the fresh-start path, and before the process would end.
+    # SIGKILL at random moments, resumed each time, up to five kills (at least two), then it runs to the end. Each kill comes at a
+    # random moment within one epoch after the process committed its own first checkpoint, so it lands in
+    # training (a kill during startup would only test the fresh-start path).
     rng = random.Random(12)
     reference_run(lab)
     run = lab.root / "kill-random"
     kills, resumes, args = [], 0, ["train", "--out", str(run), *lab.tiny()]
+    epoch_s = 0.8 * lab.reference_s / 6  # training time of one tiny epoch (startup is the other ~20 %)
     for attempt in range(15):
         if (run / "summary.json").is_file():
             break
-        # Expected life of this process: startup (~20 % of the reference run) plus its share of the epochs left.
-        done = len(metrics(run)) if (run / "metrics.jsonl").is_file() and (run / "last.safetensors").is_file() else 0
-        life = lab.reference_s * (0.2 + 0.8 * (1 - done / 6))
-        delay = rng.uniform(0.2 * lab.reference_s, 0.97 * life) if len(kills) < 5 else 3 * lab.reference_s
+        ckpt = run / "last.safetensors"
+        before = ckpt.stat().st_mtime_ns if ckpt.is_file() else None
         child = subprocess.Popen([sys.executable, "-m", "snnbp", *args], env=lab.env, cwd=lab.root,
                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        try:
-            child.wait(timeout=delay)
-        except subprocess.TimeoutExpired:
-            child.send_signal(signal.SIGKILL)
-            child.wait()
-            kills.append(round(delay, 1))
-        if (run / "last.safetensors").is_file():
+        t0 = time.perf_counter()
+        if len(kills) < 5:
+            # Wait until this process has committed a checkpoint of its own (it is past startup and training),
+            # then kill it at a random moment of the next epoch: mid-epoch, mid-evaluation or mid-write.
+            while child.poll() is None and (not ckpt.is_file() or ckpt.stat().st_mtime_ns == before):
+                time.sleep(0.01)
+            time.sleep(rng.uniform(0.0, epoch_s))
+            if child.poll() is None:
+                child.send_signal(signal.SIGKILL)
+                kills.append(round(time.perf_counter() - t0, 2))
+        child.wait()
+        if ckpt.is_file():
             args = ["train", "--resume", str(run)]
             resumes += 1
         else:  # killed before its first checkpoint: nothing to resume; the user deletes the directory and starts again
             shutil.rmtree(run, ignore_errors=True)
             args = ["train", "--out", str(run), *lab.tiny()]
     ok, text = resumed_equals_reference(lab, run)
-    ok = ok and len(kills) >= 3 and resumes >= 2
+    ok = ok and len(kills) >= 2 and resumes >= 2
     out.append(Outcome(f"kill -9 at random moments ({len(kills)} kills at {kills} s of a {lab.reference_s:.1f} s run), "
                        "each followed by `--resume`", f"{resumes} resumes from a checkpoint; {text}", ok))
     return out
