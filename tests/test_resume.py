@@ -146,3 +146,16 @@ def test_a_run_stopped_by_its_time_budget_is_extended_by_lifting_the_budget(tmp_
     assert main(_args(tmp_path, "whole")) == 0
     _same_model(tmp_path / "whole", run)
     assert _metrics(run) == _metrics(tmp_path / "whole")  # epoch 1's line counts all its samples
+
+
+def test_an_extended_run_killed_again_resumes_without_new_overrides(tmp_path, capsys, monkeypatch):
+    run = tmp_path / "budget"
+    assert main(_args(tmp_path, "budget", ["train.max_minutes=1e-9"])) == 0
+    real = _interrupt_at_chunk(monkeypatch, 3)  # the extension is stopped again, in epoch 2
+    assert main(["train", "--resume", str(run), "--set", "train.max_minutes=0"]) == 130
+    assert not (run / "summary.json").exists()  # unfinished again, so a plain --resume continues it
+    monkeypatch.setattr(trainer_mod.EventTrainer, "step_chunk", real)
+    assert main(["train", "--resume", str(run)]) == 0
+    capsys.readouterr()
+    assert main(_args(tmp_path, "whole")) == 0
+    assert _metrics(run) == _metrics(tmp_path / "whole")

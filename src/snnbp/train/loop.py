@@ -88,6 +88,9 @@ def _train(cfg: Config, out_dir: Path, resume: bool, progress_bar: bool, log) ->
         if is_main:
             prog.metrics_rows = drop_unfinished_rows(metrics_path, prog)
             remove_stale_tmp(out_dir)
+            # An extended run is unfinished again until it ends: a summary left from its earlier end would
+            # make a later plain `--resume` (after a kill) refuse it as finished.
+            (out_dir / "summary.json").unlink(missing_ok=True)
         log(f"resuming {out_dir} at epoch {prog.epoch + 1}, sample {prog.next_sample}")
     else:
         prog.metrics_rows = 0
