@@ -10,21 +10,31 @@ from pathlib import Path
 from snnbp.errors import DataError
 
 
-def write_text_atomic(path: str | Path, text: str) -> Path:
-    """Write ``text`` to ``path`` via a temporary file and ``os.replace``, so a reader never sees half a
-    file and a crash leaves the previous version in place."""
+def write_bytes_atomic(path: str | Path, data: bytes, durable: bool = False) -> Path:
+    """Write ``data`` to ``path`` via a temporary file and ``os.replace``, so a reader never sees half a
+    file and a crash leaves the previous version in place. ``durable``: fsync before the rename (files
+    whose loss would cost work, such as checkpoints). The temporary file is ``<name>XXXX.tmp`` beside
+    ``path``: unique, so two writers never tear one temp file, and recognisable, so a kill's leftover can
+    be found (train/run_dir.remove_stale_tmp)."""
     path = Path(path)
-    # A unique temporary name: two processes writing the same file never share (and tear) one temp file.
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
     try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            if durable:
+                f.flush()
+                os.fsync(f.fileno())
         os.chmod(tmp, 0o666 & ~current_umask())  # mkstemp makes 0600; keep the permissions a plain write would give
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
     return path
+
+
+def write_text_atomic(path: str | Path, text: str) -> Path:
+    """``text`` as UTF-8, written atomically (``write_bytes_atomic``)."""
+    return write_bytes_atomic(path, text.encode("utf-8"))
 
 
 def current_umask() -> int:

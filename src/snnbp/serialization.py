@@ -13,13 +13,12 @@ file share one format and one loader (``load_tensors``):
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
 
 from snnbp.errors import DataError, SnnbpError
+from snnbp.files import write_bytes_atomic
 from snnbp.model import Network
 
 LAST = "last.safetensors"  # written after every epoch and on interruption
@@ -53,16 +52,7 @@ def save_tensors_atomic(path: str | Path, tensors: dict[str, np.ndarray], metada
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     blob = save({k: np.ascontiguousarray(v) for k, v in tensors.items()}, metadata={"snnbp": json.dumps(metadata)})
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(blob)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    write_bytes_atomic(path, blob, durable=True)
 
 
 def load_tensors(path: str | Path) -> tuple[dict[str, np.ndarray], dict]:
