@@ -156,7 +156,7 @@ def _apply(obj: Any, data: dict, prefix: str = "") -> None:
 def parse_override(text: str) -> dict:
     """'optim.lr=0.002' -> {'optim': {'lr': 0.002}}; the value is read as TOML, else as a string."""
     if "=" not in text:
-        raise ConfigError(f"--set expects key=value, got '{text}'")
+        raise ConfigError(f"--set expects key=value, got {text!r}")
     key, raw = text.split("=", 1)
     try:
         value = tomllib.loads(f"v = {raw}")["v"]
@@ -223,18 +223,18 @@ def validate(cfg: Config) -> None:
     if len(cfg.model.alpha) not in (1, n_layers):
         raise ConfigError(f"model.alpha needs 1 or {n_layers} values, got {len(cfg.model.alpha)}")
     if cfg.optim.floor_compensation not in ("none", "drive", "weight"):
-        raise ConfigError(f"optim.floor_compensation must be 'drive', 'weight' or 'none', got '{cfg.optim.floor_compensation}'")
+        raise ConfigError(f"optim.floor_compensation must be 'drive', 'weight' or 'none', got {cfg.optim.floor_compensation!r}")
     if cfg.optim.name not in ("sgd", "adam"):
-        raise ConfigError(f"optim.name must be 'sgd' or 'adam', got '{cfg.optim.name}'")
+        raise ConfigError(f"optim.name must be 'sgd' or 'adam', got {cfg.optim.name!r}")
     if cfg.data.source not in ("mnist", "nmnist", "nmnist-synthetic"):
-        raise ConfigError(f"data.source must be mnist, nmnist or nmnist-synthetic, got '{cfg.data.source}'")
+        raise ConfigError(f"data.source must be mnist, nmnist or nmnist-synthetic, got {cfg.data.source!r}")
     t = cfg.train
     if t.engine not in ("event", "dense"):
-        raise ConfigError(f"train.engine must be 'event' or 'dense', got '{t.engine}'")
+        raise ConfigError(f"train.engine must be 'event' or 'dense', got {t.engine!r}")
     if t.device not in ("cpu", "cuda"):
-        raise ConfigError(f"train.device must be 'cpu' or 'cuda', got '{t.device}'")
+        raise ConfigError(f"train.device must be 'cpu' or 'cuda', got {t.device!r}")
     if t.rule not in ("lee2016", "bptt"):
-        raise ConfigError(f"train.rule must be 'lee2016' or 'bptt', got '{t.rule}'")
+        raise ConfigError(f"train.rule must be 'lee2016' or 'bptt', got {t.rule!r}")
     if t.engine == "event" and (t.rule != "lee2016" or t.device != "cpu"):
         raise ConfigError(f"train.rule={t.rule} / train.device={t.device} need the dense engine; add --set train.engine=dense")
     _check_ranges(cfg)
