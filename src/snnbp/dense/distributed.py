@@ -162,9 +162,19 @@ def _pin_threads() -> None:
 
 
 def _destroy() -> None:
+    """Leave the process group in step with the other ranks.
+
+    The barrier first: a rank that tears down its gloo pairs while a peer is still inside a
+    collective (or still connecting its own teardown) can make the peer's transport thread
+    abort the process ("terminate called without an active exception") at exit.
+    """
     import torch.distributed as dist
 
     if dist.is_initialized():
+        try:
+            dist.barrier()
+        except RuntimeError:
+            pass  # a peer already gone: nothing left to wait for
         dist.destroy_process_group()
 
 
