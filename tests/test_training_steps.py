@@ -270,7 +270,7 @@ def test_homeostasis_stays_zero_sum_at_the_smallest_rho_of_the_schedule(name, ba
     # Late in the paper's schedule rho has decayed by exp(-200/35): rho n_s per neuron (~1e-8) is
     # below half a float32 ulp of a threshold near 1 (6e-8), while the spiker's rise rho N is not.
     # With float32 thresholds every decrement rounded away and the layer's sum only climbed (the
-    # late rise of hidden thresholds and fall of activity in results/mnist-800). Thresholds are
+    # late rise of hidden thresholds and fall of activity in results/mnist-800-float32-thresholds). Thresholds are
     # kept in float64, so the sum must stay put to float64 precision.
     rho = 2e-8
     batch, labels = _batch(n_samples=8), np.arange(8) % 3

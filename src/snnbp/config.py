@@ -96,6 +96,7 @@ class TrainConfig:
     chunk: int = 2000  # samples per compiled call (progress granularity)
     seed: int = 0
     max_rate_hz: float = 2000.0  # stop if the mean hidden firing rate exceeds this (runaway activity)
+    background_eval: str = "auto"  # on | off | auto: test in a worker process while training goes on (auto: per-sample event-engine training on >= 2 cores)
     engine: str = "event"  # event (exact, numba, CPU) | dense (time grid, PyTorch, CPU/CUDA, torchrun)
     device: str = "cpu"  # dense engine only: cpu | cuda
     dt_ms: float = 1.0  # dense engine only: time step of the grid
@@ -231,6 +232,11 @@ def validate(cfg: Config) -> None:
     t = cfg.train
     if t.engine not in ("event", "dense"):
         raise ConfigError(f"train.engine must be 'event' or 'dense', got {t.engine!r}")
+    if t.background_eval not in ("auto", "on", "off"):
+        raise ConfigError(f"train.background_eval must be 'auto', 'on' or 'off', got {t.background_eval!r}")
+    if t.background_eval == "on" and t.engine != "event":
+        raise ConfigError("train.background_eval = 'on' needs the event engine (the dense engine tests inline); "
+                          "set it to 'auto' or 'off'")
     if t.device not in ("cpu", "cuda"):
         raise ConfigError(f"train.device must be 'cpu' or 'cuda', got {t.device!r}")
     if t.rule not in ("lee2016", "bptt"):

@@ -38,7 +38,7 @@ def load_checkpoint(path: Path) -> tuple[Network, dict, dict, dict, dict]:
     if "network" not in meta:
         raise DataError(f"{path} is not an snnbp checkpoint (no network header)")
     net = _network_from(path, meta, tensors)
-    optim = {k: v for k, v in tensors.items() if k.startswith(("optim.", "partial."))}
+    optim = {k: v for k, v in tensors.items() if k.startswith(("optim.", "partial.", "pending."))}
     return net, optim, meta.get("optimizer", {}), meta.get("progress", {}), meta.get("config", {})
 
 

@@ -60,7 +60,7 @@ def _homeostasis(th, th64, spikers, first, stop, rho, floor, unmet):
     The arithmetic is float64 on ``th64`` (N,), then mirrored into the float32 ``th`` the
     integration reads. Late in the paper's schedule rho n_s (~1e-8) is below half a float32 ulp of
     a threshold near 1 (6e-8) while the spiker's rise rho N is not: in float32 every decrement
-    rounded away and the sum only climbed (results/mnist-800: hidden V_th 0.82 -> 1.2 and output
+    rounded away and the sum only climbed (results/mnist-800-float32-thresholds: hidden V_th 0.82 -> 1.2 and output
     spikes 1.8 -> 1.1 per sample over the last 40 epochs).
     """
     N = th64.shape[0]

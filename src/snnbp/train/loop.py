@@ -14,7 +14,6 @@ stopped.
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import sys
@@ -30,7 +29,9 @@ from snnbp.files import write_json_atomic, write_text_atomic
 from snnbp.metrics.health import epoch_health
 from snnbp.model import Network
 from snnbp.serialization import FINAL, LAST, load_checkpoint, save_checkpoint, save_network
-from snnbp.train.build import build_network, make_evaluator, make_trainer, run_context
+from snnbp.train.background_eval import snapshot
+from snnbp.train.build import build_network, make_background_evaluator, make_evaluator, make_trainer, run_context
+from snnbp.train.metrics_lines import MetricsLines
 from snnbp.train.protocol import ChunkStats
 from snnbp.train.run_dir import (Progress, check_fresh_out_dir, check_resumable, drop_unfinished_rows, git_commit,
                                  remove_stale_tmp, summarize)
@@ -68,8 +69,6 @@ def train(cfg: Config, out_dir: Path, resume: bool = False, progress_bar: bool =
 
 
 def _train(cfg: Config, out_dir: Path, resume: bool, progress_bar: bool, log) -> dict:
-    from tqdm import tqdm
-
     commit = git_commit()  # the code this run starts from
     dist = run_context(cfg)  # torchrun: join the process group; only rank 0 writes files and logs
     is_main = dist.is_main
@@ -78,26 +77,43 @@ def _train(cfg: Config, out_dir: Path, resume: bool, progress_bar: bool, log) ->
     evaluate = make_evaluator(cfg, dist)
     source = make_source(cfg.data, cfg.train.seed)
     prog = Progress()
-    metrics_path = out_dir / "metrics.jsonl"
+    opt_t: dict = {}
     if resume:
-        ckpt = out_dir / LAST
-        net, opt_t, opt_m, p, _ = load_checkpoint(ckpt)
+        net, opt_t, opt_m, p, _ = load_checkpoint(out_dir / LAST)
         prog = Progress(**p)
         trainer = make_trainer(cfg, net, dist)
         trainer.load_state_tensors(opt_t, opt_m)
-        if is_main:
-            prog.metrics_rows = drop_unfinished_rows(metrics_path, prog)
-            remove_stale_tmp(out_dir)
-            # An extended run is unfinished again until it ends: a summary left from its earlier end would
-            # make a later plain `--resume` (after a kill) refuse it as finished.
-            (out_dir / "summary.json").unlink(missing_ok=True)
-        log(f"resuming {out_dir} at epoch {prog.epoch + 1}, sample {prog.next_sample}")
     else:
         prog.metrics_rows = 0
         net = build_network(cfg, source.n_inputs)
         trainer = make_trainer(cfg, net, dist)
     if net.n_inputs != source.n_inputs:
         raise ConfigError(f"the network has {net.n_inputs} inputs but data '{cfg.data.source}' has {source.n_inputs}")
+    background = make_background_evaluator(cfg, dist, net, source, lambda n: evaluate(n, source, progress_bar=False), log)
+    try:
+        return _epochs(cfg, out_dir, resume, progress_bar, log, commit, dist, evaluate, source, prog, opt_t, net,
+                       trainer, background)
+    finally:
+        if background is not None:
+            background.close()
+
+
+def _epochs(cfg, out_dir, resume, progress_bar, log, commit, dist, evaluate, source, prog, opt_t, net, trainer,
+            background) -> dict:
+    from tqdm import tqdm
+
+    is_main = dist.is_main
+    metrics_path = out_dir / "metrics.jsonl"
+    if resume and is_main:
+        prog.metrics_rows = drop_unfinished_rows(metrics_path, prog)
+        remove_stale_tmp(out_dir)
+        # An extended run is unfinished again until it ends: a summary left from its earlier end would
+        # make a later plain `--resume` (after a kill) refuse it as finished.
+        (out_dir / "summary.json").unlink(missing_ok=True)
+    lines = MetricsLines(metrics_path, prog, background, log)
+    if resume:
+        log(f"resuming {out_dir} at epoch {prog.epoch + 1}, sample {prog.next_sample}")
+        lines.resubmit(opt_t, net, lambda n: evaluate(n, source, progress_bar=progress_bar))
     if is_main:
         out_dir.mkdir(parents=True, exist_ok=True)
         write_text_atomic(out_dir / "config.toml", to_toml(cfg))
@@ -111,12 +127,14 @@ def _train(cfg: Config, out_dir: Path, resume: bool, progress_bar: bool, log) ->
         if partial is not None:
             prog.partial, unit = partial.to_dict()
             t = {**t, **{f"partial.unit_spikes.{l}": u for l, u in enumerate(unit)}}
-        save_checkpoint(out_dir / LAST, net, t, m, prog.__dict__, cfg_dict)
+        prog.unwritten, kept = lines.checkpoint_parts()
+        save_checkpoint(out_dir / LAST, net, {**t, **kept}, m, prog.__dict__, cfg_dict)
+        prog.unwritten = None
 
     n_train = len(source.train_labels)
     tc, oc = cfg.train, cfg.optim
-    log(f"data: {source.name}; {n_train} training / {len(source.test_labels)} test samples; network " + net.describe())
-    last_eval = None
+    log(f"data: {source.name}; {n_train} training / {len(source.test_labels)} test samples; network " + net.describe()
+        + ("; tests run in a background process" if background is not None else ""))
     stopped_early = False
     while prog.epoch < tc.epochs:
         epoch = prog.epoch
@@ -148,6 +166,8 @@ def _train(cfg: Config, out_dir: Path, resume: bool, progress_bar: bool, log) ->
                 prog.next_sample += len(idx)
                 prog.samples_seen += len(idx)
                 bar.update(len(idx))
+                if background is not None:
+                    background.poll()  # keep the worker busy with the next queued test
                 if tc.max_minutes > 0 and dist.any(prog.train_wall_s > tc.max_minutes * 60):
                     stopped_early = True
                     break
@@ -167,32 +187,32 @@ def _train(cfg: Config, out_dir: Path, resume: bool, progress_bar: bool, log) ->
                           health=epoch_health(net, total.samples, total.unit_spikes, total.zero_error))
         is_last = epoch + 1 >= tc.epochs or stopped_early
         due = (epoch + 1) % max(1, tc.eval_every) == 0 or epoch + 1 > tc.epochs - tc.eval_last or is_last
-        if due:
-            ev = evaluate(net, source, progress_bar=progress_bar)
-            record.update(test_accuracy=ev["test_accuracy"], test_synops_per_sample=ev["synops_per_sample"],
-                          test_spikes_per_layer=ev["spikes_per_layer"], eval_wall_s=ev["wall_s"])
-            last_eval = ev
-            log(f"epoch {epoch + 1}: train acc {record.get('train_accuracy', float('nan')):.4f}  test acc {ev['test_accuracy']:.4f}")
+        if due and background is not None:
+            background.submit(epoch + 1, snapshot(net))
+            lines.add(record, epoch_done, awaiting=True)
+        else:
+            lines.add(record, epoch_done, ev=evaluate(net, source, progress_bar=progress_bar) if due else None)
         if epoch_done:
             prog.epoch += 1
             prog.next_sample = 0
-        if is_main:  # the line first, then the checkpoint that commits it (run_dir.py)
-            with open(metrics_path, "a") as f:
-                f.write(json.dumps(record) + "\n")
-            # The line of an epoch cut short by train.max_minutes stays for the summary and report, but is
-            # not committed: a resume that lifts the budget finishes that epoch and writes its line then.
-            if epoch_done:
-                prog.metrics_rows = (prog.metrics_rows or 0) + 1
+        if is_main:  # the lines first, then the checkpoint that commits them (run_dir.py)
+            lines.flush()
         # An epoch cut short by the budget keeps its running statistics in the checkpoint (as on Ctrl-C),
         # so a resume that lifts the budget records the whole epoch, not only its remainder.
-        checkpoint(total if not epoch_done and prog.next_sample > 0 else None)
+        partial = total if not epoch_done and prog.next_sample > 0 else None
+        checkpoint(partial)
         if stopped_early:
             log(f"stopped after train.max_minutes={tc.max_minutes} of training")
             break
+    if background is not None and lines.waiting:
+        log("training done; waiting for the background tests")
+        background.drain()
+        lines.flush()
+        checkpoint(partial)
     if not is_main:
         return {}
     save_network(out_dir / FINAL, net, {"config": cfg_dict})
-    summary = summarize(out_dir, cfg, source.name, prog, last_eval, commit)
+    summary = summarize(out_dir, cfg, source.name, prog, lines.last_eval, commit)
     write_json_atomic(out_dir / "summary.json", summary)
     return summary
 

@@ -61,6 +61,7 @@ class Progress:
     samples_seen: int = 0
     partial: dict | None = None  # running statistics of the interrupted epoch (ChunkStats.to_dict)
     metrics_rows: int | None = None  # metrics.jsonl lines this checkpoint covers (None: written before it was kept)
+    unwritten: list | None = None  # records of epochs whose line waits for a background test (train/metrics_lines.py)
 
 
 # What a run writes into its directory; any of them present means the directory holds a run.
