@@ -262,19 +262,20 @@ def test_bad_shapes_and_configs_are_clear_errors():
         DenseSNN.from_network(net).simulate(torch.zeros(3, 2, 784))
     base = ["model.hidden=[]", "model.layers=['conv:4:5', 'pool:2', 'fc:10']", "model.kappa=[0.0, -1.0]",
             "model.input_shape=[1, 28, 28]"]
-    load_config(None, base + ["train.engine=dense"])  # the valid one
-    for extra, msg in ((["train.engine=event"], "train.engine=dense"),
+    load_config(None, base + ["train.engine=dense"])  # the valid ones: both engines run conv layers
+    load_config(None, base + ["train.engine=event"])
+    for extra, msg in ((["train.engine=dense", "model.input_shape=[1, 27, 27]"], "layer 1 .*pool:2.*divisible by 2"),
+                       (["train.engine=event", "model.input_shape=[1, 3, 3]"], "layer 0 .*conv:4:5.*5x5 kernel"),
                        (["train.engine=dense", "model.hidden=[800]"], "model.hidden = \\[\\]"),
                        (["train.engine=dense", "model.input_shape=[]"], "model.input_shape"),
                        (["train.engine=dense", "model.kappa=[0.0]"], "model.kappa needs 2"),
                        (["train.engine=dense", "model.layers=['conv:4:5', 'fc:7']"], "fc:10")):
         with pytest.raises(ConfigError, match=msg):
             load_config(None, base + extra)
-    # A conv network handed to the event engine (e.g. a checkpoint evaluated with engine=event).
+    # A conv network handed to the event engine trains with the rule of the dense trainer, event by event.
     from snnbp.train.build import make_trainer
 
-    with pytest.raises(ConfigError, match="only the dense engine"):
-        make_trainer(load_config(None, []), net)
+    assert make_trainer(load_config(None, []), net).forward == "event"
     # build_network: the input shape must match the data's channels.
     from snnbp.train.build import build_network
 
@@ -292,8 +293,7 @@ def test_conv_presets_build(preset, n_inputs, shape):
     path = Path(__file__).resolve().parent.parent / preset
     net = build_network(load_config(path), n_inputs)
     assert net.describe() == shape and net.is_spatial
-    with pytest.raises(ConfigError, match="train.engine=dense"):
-        load_config(path, ["train.engine=event"])
+    assert load_config(path, ["train.engine=event"]).train.engine == "event"
 
 
 def test_exp_regularizer_is_eq13_below_the_cap_and_finite_above():

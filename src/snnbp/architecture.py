@@ -60,7 +60,7 @@ def parse_layers(items: list[str], key: str = "model.layers") -> list[LayerSpec]
 
 
 def is_spatial(items: list[str] | None) -> bool:
-    """True when a layer list holds a conv or pool entry (such a network needs the dense engine)."""
+    """True when a layer list holds a conv or pool entry (a layered network with a (P, H, W) input)."""
     return bool(items) and any(str(i).strip().lower().split(":")[0] in ("conv", "pool") for i in items)
 
 

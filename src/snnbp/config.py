@@ -195,7 +195,7 @@ def load_config(path: str | Path | None = None, overrides: list[str] = (), base:
 
 def _validate_layers(cfg: Config) -> int:
     """Number of conv/fc layers of model.layers; ConfigError for what can be checked without data."""
-    from snnbp.architecture import is_spatial, parse_layers
+    from snnbp.architecture import is_spatial, layer_io_shapes, parse_layers
 
     m = cfg.model
     if m.hidden:
@@ -205,12 +205,10 @@ def _validate_layers(cfg: Config) -> int:
     if specs[-1].size != 10:
         raise ConfigError(f"model.layers ends with fc:{specs[-1].size}; the output layer must be fc:10 (10 classes)")
     if is_spatial(m.layers):
-        if cfg.train.engine != "dense":
-            raise ConfigError("model.layers has conv/pool layers, which only the dense engine runs; "
-                              "add --set train.engine=dense")
         if len(m.input_shape) != 3 or min(m.input_shape) < 1:
             raise ConfigError(f"model.input_shape={m.input_shape} must be [P, H, W] for a conv network, "
                               "e.g. [1, 28, 28] for MNIST or [2, 34, 34] for N-MNIST")
+        layer_io_shapes(tuple(m.input_shape), specs)  # a kernel or pool that does not fit: refused now, naming the layer
     if len(m.kappa) != len(specs):
         raise ConfigError(f"model.kappa needs {len(specs)} values (one per conv/fc entry of model.layers), "
                           f"got {len(m.kappa)}")

@@ -7,8 +7,8 @@ one ``NeuronParams``. Arrays are float32 numpy arrays; ``torch.from_numpy`` view
 optimizers update, so the engines and the optimizer always see the same memory.
 
 A *layered* network (``layers`` set, grammar in architecture.py, e.g. ["conv:20:5", "pool:2", "conv:50:5", "pool:2", "fc:200",
-"fc:10"] on ``input_shape`` (P, H, W)) may also hold convolutional layers (dense engine only,
-dense/conv.py): a conv layer "conv:C:K" has weights (C, C_in, K, K) (torch layout, valid convolution,
+"fc:10"] on ``input_shape`` (P, H, W)) may also hold convolutional layers (both engines:
+dense/conv.py, event_engine/layered.py): a conv layer "conv:C:K" has weights (C, C_in, K, K) (torch layout, valid convolution,
 stride 1) and one threshold per feature map, stored as (C, 1, 1) so it broadcasts over the map;
 "pool:K" is K x K average pooling (window = stride = K) of the spikes feeding the next layer, which
 has no parameters of its own. The flat input channel c is the pixel (p, y, x) with
@@ -70,7 +70,7 @@ class Network:
 
     @property
     def is_spatial(self) -> bool:
-        """Holds conv or pool layers: runs on the dense engine only."""
+        """Holds conv or pool layers (event engine: event_engine/layered.py; dense: dense/conv.py)."""
         return self.layers is not None
 
     @property

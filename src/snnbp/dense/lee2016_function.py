@@ -136,6 +136,9 @@ class Lee2016Call:
     rho: float = 0.0
     normalize: bool = True
     readout_ms: object = None
+    # simulate(call) -> DenseForward replaces the dense simulation (the event engine's forward pass for
+    # layered networks, train/dense_trainer.py); inp is then whatever it reads (an EventBatch)
+    simulate: object = None
     result: DenseForward | None = field(default=None, repr=False)
 
 
@@ -148,7 +151,10 @@ class Lee2016Function(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, call: Lee2016Call, *params):
-        res = run_dense(call.layers, call.inp, call.neuron, train=call.train, rho=call.rho, readout_ms=call.readout_ms)
+        if call.simulate is not None:
+            res = call.simulate(call)
+        else:
+            res = run_dense(call.layers, call.inp, call.neuron, train=call.train, rho=call.rho, readout_ms=call.readout_ms)
         call.result = res
         ctx.call = call
         ctx.save_for_backward(res.x_in, *res.traces, *res.counts)

@@ -49,6 +49,18 @@ class ForwardResult:
         return self.output_counts.argmax(axis=1)
 
 
+def _outputs(net: Network, B: int, n_thresholds: list[int], readout_times_us, record_spikes: int) -> tuple:
+    """Zeroed output arrays of one forward call (ForwardResult's fields; dth and unmet per threshold)."""
+    sizes = net.sizes
+    readout = np.zeros(0) if readout_times_us is None else np.asarray(readout_times_us, np.float64)
+    return (readout, np.zeros((B, net.n_inputs), np.float32),
+            tuple(np.zeros((B, n), np.float32) for n in sizes), tuple(np.zeros((B, n), np.int32) for n in sizes),
+            tuple(np.zeros((B, n), np.float32) for n in n_thresholds),
+            tuple(np.zeros((B, n), np.float32) for n in n_thresholds),
+            np.zeros((B, len(readout), sizes[-1]), np.int32), np.zeros((B, len(readout)), np.int64),
+            np.zeros(B, np.int64), np.zeros((B, int(record_spikes), 3)), np.zeros(B, np.int64))
+
+
 def run_events(
     net: Network,
     batch: EventBatch,
@@ -60,21 +72,15 @@ def run_events(
     """Simulate every sample of ``batch`` through ``net``; thresholds and weights are not modified.
 
     record_spikes: log up to this many spikes per sample (layer, neuron, time) for rasters.
+    A layered network (conv / pool layers) runs in event_engine/layered.py; its dth and unmet are
+    per feature map, (B, C_l).
     """
     batch.validate(net.n_inputs)
-    B = len(batch)
+    if net.is_spatial:
+        return _run_layered(net, batch, train, rho, readout_times_us, record_spikes)
     sizes = net.sizes
-    readout = np.zeros(0) if readout_times_us is None else np.asarray(readout_times_us, np.float64)
-    x_in = np.zeros((B, net.n_inputs), np.float32)
-    traces = tuple(np.zeros((B, n), np.float32) for n in sizes)
-    counts = tuple(np.zeros((B, n), np.int32) for n in sizes)
-    dth = tuple(np.zeros((B, n), np.float32) for n in sizes)
-    unmet = tuple(np.zeros((B, n), np.float32) for n in sizes)
-    readout_counts = np.zeros((B, len(readout), sizes[-1]), np.int32)
-    readout_synops = np.zeros((B, len(readout)), np.int64)
-    synops = np.zeros(B, np.int64)
-    spike_log = np.zeros((B, int(record_spikes), 3))
-    n_logged = np.zeros(B, np.int64)
+    readout, x_in, traces, counts, dth, unmet, readout_counts, readout_synops, synops, spike_log, n_logged = \
+        _outputs(net, len(batch), sizes, readout_times_us, record_spikes)
     p = net.neuron
     simulate_batch(
         tuple(net.weights), tuple(np.ones(n, np.float32) for n in sizes),
@@ -82,6 +88,52 @@ def run_events(
         np.asarray(net.floors, np.float64), batch.channels, batch.times_us, batch.offsets,
         batch.t_end_us, p.tau_us, p.t_ref_us, p.w_d0, p.gamma, bool(train), float(rho), readout,
         x_in, traces, counts, dth, unmet, readout_counts, synops, readout_synops, spike_log, n_logged,
+    )
+    log = [spike_log[b, : n_logged[b]] for b in range(B)] if record_spikes else None
+    return ForwardResult(x_in, list(traces), list(counts), list(dth), list(unmet), synops,
+                         readout_counts, readout_synops, log)
+
+
+def _layered_arrays(net: Network) -> tuple:
+    """The per-layer argument tuples of layered.simulate_layered_batch (connectivity.py)."""
+    from snnbp.event_engine.connectivity import network_tables
+    from snnbp.event_engine.layered import CONV, FC
+
+    tables = network_tables(net)
+    kinds, w2d, wflat, ptrs, tgts, wixs = [], [], [], [], [], []
+    for tab, w in zip(tables, net.weights):
+        scale = np.float32(tab.pool_scale)
+        if tab.kind == "conv":
+            kinds.append(CONV)
+            w2d.append(np.zeros((1, 1), np.float32))
+            wflat.append(np.ascontiguousarray(w.reshape(-1) * scale) if scale != 1 else w.reshape(-1))
+            ptrs.append(tab.ptr)
+            tgts.append(tab.targets)
+            wixs.append(tab.weight_index)
+        else:
+            kinds.append(FC)
+            w2d.append(np.ascontiguousarray(w * scale) if scale != 1 else w)
+            wflat.append(np.zeros(1, np.float32))
+            ptrs.append(np.zeros(1, np.int64))
+            tgts.append(np.zeros(0, np.int32))
+            wixs.append(np.zeros(0, np.int32))
+    return (np.asarray(kinds, np.int64), tuple(w2d), tuple(wflat), tuple(ptrs), tuple(tgts), tuple(wixs),
+            tuple(t.pool_map for t in tables), np.asarray([t.n_locations for t in tables], np.int64),
+            tuple(np.ascontiguousarray(t.reshape(-1), np.float64) for t in net.thresholds))
+
+
+def _run_layered(net: Network, batch: EventBatch, train: bool, rho: float, readout_times_us, record_spikes: int):
+    from snnbp.event_engine.layered import simulate_layered_batch
+
+    B = len(batch)
+    readout, x_in, traces, counts, dth, unmet, readout_counts, readout_synops, synops, spike_log, n_logged = \
+        _outputs(net, B, [int(t.size) for t in net.thresholds], readout_times_us, record_spikes)
+    p = net.neuron
+    simulate_layered_batch(
+        *_layered_arrays(net), np.asarray(net.kappas, np.float64), np.asarray(net.floors, np.float64),
+        batch.channels, batch.times_us, batch.offsets, batch.t_end_us, p.tau_us, p.t_ref_us, p.w_d0, p.gamma,
+        bool(train), float(rho), readout, x_in, traces, counts, dth, unmet, readout_counts, synops, readout_synops,
+        spike_log, n_logged,
     )
     log = [spike_log[b, : n_logged[b]] for b in range(B)] if record_spikes else None
     return ForwardResult(x_in, list(traces), list(counts), list(dth), list(unmet), synops,

@@ -217,6 +217,21 @@ def _log_spikes(spike_log, b, n, layer, buf, start, stop, t):
 
 
 @numba.njit(cache=True)
+def _record_readout(readout_counts, readout_synops, b, r, count, synops):
+    """Row r of sample b's readouts: the output layer's counts and the synaptic operations so far."""
+    for i in range(count.shape[0]):
+        readout_counts[b, r, i] = count[i]
+    readout_synops[b, r] = synops
+
+
+@numba.njit(cache=True)
+def _trace_at(out, val, t_last, t_end, tau_us):
+    """out[i] = val[i] decayed from t_last[i] to t_end (0 where no event ever came): traces read at t_end (3.1)."""
+    for i in range(val.shape[0]):
+        out[i] = val[i] * decay_factor(t_end - t_last[i], tau_us) if val[i] != 0.0 else 0.0
+
+
+@numba.njit(cache=True)
 def simulate_sample(weights, col_scales, col_offsets, thresholds, kappas, floors, channels, times, t_end,
                     tau_us, tref_us, wd0, gamma, train, rho, readout_times,
                     b, x_out, a_out, count_out, dth_out, unmet_out, readout_counts, readout_synops,
@@ -270,9 +285,7 @@ def simulate_sample(weights, col_scales, col_offsets, thresholds, kappas, floors
     for e in range(n_events):
         t = times[e]
         while r < R and readout_times[r] < t:
-            for i in range(count[out_l].shape[0]):
-                readout_counts[b, r, i] = count[out_l][i]
-            readout_synops[b, r] = synops
+            _record_readout(readout_counts, readout_synops, b, r, count[out_l], synops)
             r += 1
         k = channels[e]
         x_val[k] = x_val[k] * decay_factor(t - x_t[k], tau_us) + 1.0
@@ -308,19 +321,13 @@ def simulate_sample(weights, col_scales, col_offsets, thresholds, kappas, floors
             cur = buf
             n_cur = n_out
     while r < R:
-        for i in range(count[out_l].shape[0]):
-            readout_counts[b, r, i] = count[out_l][i]
-        readout_synops[b, r] = synops
+        _record_readout(readout_counts, readout_synops, b, r, count[out_l], synops)
         r += 1
     # Traces at t_end (3.1), decayed on access.
-    for k in range(M0):
-        if x_val[k] != 0.0:
-            x_out[b, k] = x_val[k] * decay_factor(t_end - x_t[k], tau_us)
-        else:
-            x_out[b, k] = 0.0
+    _trace_at(x_out[b], x_val, x_t, t_end, tau_us)
     for l in range(L):
+        _trace_at(a_out[l][b], a_val[l], a_t[l], t_end, tau_us)
         for i in range(a_val[l].shape[0]):
-            a_out[l][b, i] = a_val[l][i] * decay_factor(t_end - a_t[l][i], tau_us) if a_val[l][i] != 0.0 else 0.0
             count_out[l][b, i] = count[l][i]
             dth_out[l][b, i] = th64[l][i] - thresholds[l][i]
             unmet_out[l][b, i] = unmet[l][i]

@@ -55,16 +55,17 @@ def run_context(cfg: Config):
     return init_distributed(cfg.train.engine, cfg.train.device, cfg.optim.batch_size)
 
 
-def check_engine(engine: str, net: Network) -> None:
-    """A network with conv/pool layers runs on the dense engine only (the event engine is FC-only)."""
-    if engine != "dense" and net.is_spatial:
-        raise ConfigError(f"network {net.describe()} has conv/pool layers, which only the dense engine runs; "
-                          "add --set train.engine=dense")
-
-
 def make_trainer(cfg: Config, net: Network, dist=None):
-    """EventTrainer or DenseTrainer for ``net``, as the config says."""
-    check_engine(cfg.train.engine, net)
+    """EventTrainer or DenseTrainer for ``net``, as the config says.
+
+    A layered (conv / pool) network on the event engine trains through DenseTrainer's rule and optimizer
+    with the event engine as its forward pass (``forward="event"``): the conv reading of the rule lives
+    once, in dense/lee2016_function.py and dense/conv.py.
+    """
+    if cfg.train.engine == "event" and net.is_spatial:
+        from snnbp.train.dense_trainer import DenseTrainer
+
+        return DenseTrainer(net, cfg.optim, rule=make_rule(cfg), dist=dist, forward="event")
     if cfg.train.engine == "dense":
         from snnbp.train.dense_trainer import DenseTrainer
 
@@ -86,7 +87,6 @@ def make_evaluator(cfg: Config, dist=None):
         engine = DenseEngine(cfg.train.dt_ms, device)
 
     def evaluator(net, source, **kw):
-        check_engine(cfg.train.engine, net)
         if dist is not None and dist.is_distributed:
             from snnbp.dense.distributed import sharded_evaluate
 

@@ -13,6 +13,11 @@ Per global mini-batch of ``optim.batch_size`` samples of a chunk (same split as 
 
 After each chunk the parameters are written into the Network's numpy arrays in place, so
 checkpoints, evaluation and the health checks of train/loop.py see the trained values.
+
+``forward="event"`` keeps all of this but runs step 1 on the event engine (exact, event by event,
+event_engine/layered.py for conv / pool layers) instead of the time grid: the rule reads the same final
+traces and counts (``_event_forward``). This is how a layered network trains with train.engine = "event"
+(train/build.py); CPU only. The thresholds stay float32 torch parameters on this path.
 """
 
 from __future__ import annotations
@@ -64,7 +69,10 @@ class DenseTrainer:
     """Owns the dense model and the optimizer for one ``Network``; ``step_chunk`` as EventTrainer."""
 
     def __init__(self, net: Network, optim: OptimConfig, dt_ms: float = 1.0, device: str = "cpu", rule=None,
-                 dist: DistContext | None = None):
+                 dist: DistContext | None = None, forward: str = "dense"):
+        if forward not in ("dense", "event"):
+            raise ConfigError(f"DenseTrainer forward={forward!r}: use 'dense' (time grid) or 'event' (event engine)")
+        self.forward = forward
         self.net = net
         self.cfg = optim
         self.dist = dist if dist is not None else context_from_env()
@@ -74,6 +82,9 @@ class DenseTrainer:
             raise ConfigError(f"optim.batch_size={optim.batch_size} must be at least 1")
         self.dist.check_batch(optim.batch_size)
         self.rule = rule if rule is not None else Lee2016Rule(normalize=optim.normalize)
+        if forward == "event" and (not isinstance(self.rule, Lee2016Rule) or self.device.type != "cpu"):
+            raise ConfigError("the event engine trains with the paper's rule on the CPU; set train.rule = 'lee2016' "
+                              "and train.device = 'cpu', or train.engine = 'dense'")
         self.model = DenseSNN.from_network(net, self.dt_ms, self.rule, self.device)
         self._w = [layer.weight for layer in self.model.layers]
         self._th = [layer.threshold for layer in self.model.layers]
@@ -113,8 +124,11 @@ class DenseTrainer:
         unit_spikes = [torch.zeros(layer.out_shape, dtype=torch.float64, device=self.device) for layer in model.layers]
         with_reg = self.dist.is_main and c.lam > 0.0
         if batch is not None:
-            inp = DenseInput.from_events(batch, model.n_inputs, self.dt_ms, self.device)
-            out, res = model(inp, train=True, rho=rho)
+            if self.forward == "event":
+                out, res = self._event_forward(batch, rho)
+            else:
+                inp = DenseInput.from_events(batch, model.n_inputs, self.dt_ms, self.device)
+                out, res = model(inp, train=True, rho=rho)
             loss, per_sample = model.loss(out, labels, c.lam, c.beta, denominator=n_global, with_reg=with_reg)
             loss.backward()
             with torch.no_grad():
@@ -150,6 +164,30 @@ class DenseTrainer:
         return ChunkStats(n_global, float(s[0]), float(s[1]), int(round(s[2])), int(round(s[3])),
                           np.round(s[5 + L:5 + 2 * L]).astype(np.int64), int(round(s[4])),
                           [u.flatten().cpu().numpy().round().astype(np.int64) for u in unit_spikes])
+
+    def _event_forward(self, batch: EventBatch, rho: float):
+        """(o, DenseForward) of the paper's rule with the event engine as the simulation (module doc)."""
+        from snnbp.dense.lee2016_function import Lee2016Call, Lee2016Function
+
+        model = self.model
+
+        def simulate(call):
+            from snnbp.dense.engine import DenseForward
+            from snnbp.event_engine.engine import run_events
+
+            r = run_events(model.to_network(), call.inp, train=call.train, rho=call.rho)
+            t = torch.from_numpy
+            shape = [tuple(layer.threshold.shape) for layer in model.layers]
+            out = [tuple(layer.out_shape) for layer in model.layers]  # the dense engine's (B, C, H', W') maps
+            return DenseForward(t(r.x_in), [t(a).reshape(-1, *o) for a, o in zip(r.traces, out)],
+                                [t(c.astype(np.float32)).reshape(-1, *o) for c, o in zip(r.counts, out)],
+                                [t(d).reshape(-1, *s) for d, s in zip(r.dth, shape)],
+                                [t(u).reshape(-1, *s) for u, s in zip(r.unmet, shape)],
+                                t(r.synops.astype(np.float64)), t(r.readout_counts), t(r.readout_synops))
+
+        call = Lee2016Call(list(model.layers), batch, model.neuron, True, rho, self.rule.normalize, simulate=simulate)
+        out = Lee2016Function.apply(call, *[p for layer in model.layers for p in (layer.weight, layer.threshold)])
+        return out, call.result
 
     # ---- checkpoint support: the format of train/protocol.py, shared with EventTrainer
 

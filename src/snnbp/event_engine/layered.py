@@ -1,0 +1,230 @@
+"""Compiled core of the event engine for layered networks: convolutional, pooled and fully connected layers.
+
+The neuron is the one of event_engine/kernels.py (exact decay, refractory weight, one reset by
+subtraction per incoming event, WTA, clip at -V_th, homeostasis, in that order); a layer only decides
+who receives an event and which neurons share a threshold and a WTA group (connectivity.py):
+
+Conv layer "conv:C:K", neuron i = (c, y', x') of C maps at HW = H' W' locations, an event from pooled
+source p at time t (the reading of dense/conv.py, event by event):
+  1-2. every target i of p (the neurons whose receptive field holds p; fewer at the borders) decays
+       from its own last update, V_i <- V_i exp(-(t - t_i) / tau_mp), and integrates
+       W[c, c', u, v] / K_pool^2 times its refractory weight (neurons that are not targets are untouched:
+       their decay is applied when they are next touched, which is exact);
+  3.   every target at or above its map's threshold V_th,c fires once: V_i <- V_i - gamma V_th,c;
+  4.   WTA (kappa != 0): the C maps at one location are a group; a location where n_s targets fired adds
+       kappa V_th,c' (n_s - [i fired]) to each of its C neurons (decayed to t first);
+  5.   clip V_i >= -V_th,c (after integration and after inhibition, as the fully connected layer);
+  6.   training only, homeostasis per map: each spike raises its map's threshold by rho C / HW and every
+       map's threshold drops by rho n_s / HW (the fully connected rule with N = C, averaged over the
+       locations that share the threshold; dense/conv.py), with the floor handled by
+       kernels._homeostasis (water-filling, refused decrements returned as ``unmet``).
+Only targets test their threshold, as in the dense engine (a neuron tests only in a step in which its
+receptive field received an event). Spikes of a layer are passed on in ascending neuron index.
+
+A fully connected layer inside a layered network is kernels._layer_event itself (all N neurons, the
+weight row of the pooled source; a pooled input carries W / K^2).
+
+Synaptic operations: an event costs one op per target (conv: exactly the receptive-field neurons it
+reaches, fewer at the borders; fc: N) and a spike in a WTA layer C - 1 (fc: N - 1) more.
+"""
+
+from __future__ import annotations
+
+import numba
+import numpy as np
+
+from snnbp.event_engine.kernels import _homeostasis, _layer_event, _log_spikes, _record_readout, _trace_at
+from snnbp.neuron import decay_factor, refractory_weight
+
+FC, CONV = 0, 1  # layer kinds in compiled code
+
+
+@numba.njit(cache=True)
+def _conv_event(Wf, ptr, tgt, wix, p, t, V, tl, last_spike, th, th64, HW, kappa, floor, gamma, tau_us, tref_us,
+                wd0, train, rho, unmet, count, a_val, a_t, fired, loc_n, touched, map_buf, out_buf, n_out):
+    """One event from pooled source p at time t into a conv layer (module doc, steps 1-6).
+
+    Wf: flat weights (already divided by K_pool^2); ptr/tgt/wix: connectivity.conv_tables; V, tl,
+    last_spike, count, a_val, a_t, fired (N,): per-neuron state (tl: time of last update); th (C,)
+    float32 and th64 (C,) float64 per-map thresholds; loc_n (HW,) int32 and touched (HW,) scratch
+    (zero on entry and exit); map_buf scratch of at least max-targets entries. Spiking neuron indices
+    are appended to out_buf from n_out (grown when full); returns (out_buf, n_out, n_spikes).
+    """
+    lo, hi = ptr[p], ptr[p + 1]
+    if n_out + (hi - lo) > out_buf.shape[0]:
+        grown = np.empty(max(2 * out_buf.shape[0], n_out + (hi - lo)), dtype=out_buf.dtype)
+        grown[:n_out] = out_buf[:n_out]
+        out_buf = grown
+    first = n_out
+    for e in range(lo, hi):  # steps 1, 2 and 5 (clipping before the spike test cannot change it)
+        i = tgt[e]
+        c = i // HW
+        v = V[i]
+        dt = t - tl[i]
+        if dt > 0.0:
+            v = v * np.float32(decay_factor(dt, tau_us))
+            tl[i] = t
+        v = v + Wf[wix[e]] * np.float32(refractory_weight(t - last_spike[i], tref_us, wd0))
+        low = -th[c]
+        v = v if v > low else low
+        V[i] = v
+        if v >= th[c]:
+            out_buf[n_out] = i
+            n_out += 1
+    n_s = n_out - first
+    if n_s == 0:
+        return out_buf, n_out, 0
+    for s in range(first, n_out):  # step 3
+        i = out_buf[s]
+        V[i] -= gamma * th[i // HW]
+        count[i] += 1
+        a_val[i] = a_val[i] * decay_factor(t - a_t[i], tau_us) + 1.0
+        a_t[i] = t
+        last_spike[i] = t
+    if kappa != 0.0:  # step 4, then the clip of step 5
+        C = th.shape[0]
+        n_t = 0
+        for s in range(first, n_out):
+            i = out_buf[s]
+            q = i % HW
+            if loc_n[q] == 0:
+                touched[n_t] = q
+                n_t += 1
+            loc_n[q] += 1
+            fired[i] = True
+        for r in range(n_t):
+            q = touched[r]
+            ns = loc_n[q]
+            for c in range(C):
+                j = c * HW + q
+                v = V[j]
+                dt = t - tl[j]
+                if dt > 0.0:
+                    v = v * np.float32(decay_factor(dt, tau_us))
+                    tl[j] = t
+                k32 = np.float32(kappa * (ns - 1)) if fired[j] else np.float32(kappa * ns)
+                v = v + k32 * th[c]
+                V[j] = v if v > -th[c] else -th[c]
+            loc_n[q] = 0
+        for s in range(first, n_out):
+            fired[out_buf[s]] = False
+    if train and rho > 0.0:  # step 6, per map
+        for s in range(first, n_out):
+            map_buf[s - first] = out_buf[s] // HW
+        _homeostasis(th, th64, map_buf, 0, n_s, rho / HW, floor, unmet)
+    return out_buf, n_out, n_s
+
+
+@numba.njit(cache=True)
+def simulate_layered_sample(kinds, w2d, wflat, ptrs, tgts, wixs, pool_maps, n_locs, thresholds, kappas, floors,
+                            channels, times, t_end, tau_us, tref_us, wd0, gamma, train, rho, readout_times,
+                            b, x_out, a_out, count_out, dth_out, unmet_out, readout_counts, readout_synops,
+                            spike_log, n_logged):
+    """One presentation of one sample through a layered network; writes row b of the outputs, returns synops.
+
+    Per layer l (tuples indexed by l): kinds[l] FC or CONV; w2d[l] (M_l, N_l) float32 fc weights (pooled
+    rows already / K^2; a (1, 1) dummy for conv); wflat[l] conv weights flat (C, C_in, K, K), / K^2; ptrs,
+    tgts, wixs: conv tables (dummies for fc); pool_maps[l]: source -> pooled source; n_locs[l]: HW (fc 1);
+    thresholds[l] (C_l,) float64 per map (fc: per neuron). Outputs as simulate_sample (kernels.py), with
+    dth_out[l][b], unmet_out[l][b] per map (C_l,).
+    """
+    L = len(kinds)
+    M0 = pool_maps[0].shape[0]
+    sizes = [a_out[l].shape[1] for l in range(L)]
+    V = [np.zeros(sizes[l], np.float32) for l in range(L)]
+    tl = [np.zeros(sizes[l], np.float64) for l in range(L)]
+    th64 = [thresholds[l].copy() for l in range(L)]
+    th = [thresholds[l].astype(np.float32) for l in range(L)]
+    last_spike = [np.full(sizes[l], -1e300) for l in range(L)]
+    a_val = [np.zeros(sizes[l], np.float64) for l in range(L)]
+    a_t = [np.zeros(sizes[l], np.float64) for l in range(L)]
+    count = [np.zeros(sizes[l], np.int32) for l in range(L)]
+    unmet = [np.zeros(thresholds[l].shape[0], np.float64) for l in range(L)]
+    fired = [np.zeros(sizes[l], np.bool_) for l in range(L)]
+    loc_n = [np.zeros(n_locs[l], np.int32) for l in range(L)]
+    touched = [np.zeros(n_locs[l], np.int32) for l in range(L)]
+    map_buf = [np.zeros(sizes[l], np.int32) for l in range(L)]
+    bufs = [np.empty(max(16, sizes[l]), np.int32) for l in range(L)]
+    # fully connected layers' extra state (kernels._layer_event)
+    state = [np.zeros(2, np.float64) for l in range(L)]
+    wdyn = [np.ones(sizes[l], np.float32) for l in range(L)]
+    cs = [np.ones(sizes[l], np.float32) for l in range(L)]
+    off = [np.zeros(sizes[l], np.float32) for l in range(L)]
+    refr = [np.empty(sizes[l], np.int32) for l in range(L)]
+    in_refr = [np.zeros(sizes[l], np.bool_) for l in range(L)]
+    K = spike_log.shape[1]
+    x_val = np.zeros(M0, np.float64)
+    x_t = np.zeros(M0, np.float64)
+    src = np.empty(1, np.int32)
+    synops = 0
+    R = readout_times.shape[0]
+    r = 0
+    out_l = L - 1
+    for e in range(channels.shape[0]):
+        t = times[e]
+        while r < R and readout_times[r] < t:
+            _record_readout(readout_counts, readout_synops, b, r, count[out_l], synops)
+            r += 1
+        k = channels[e]
+        x_val[k] = x_val[k] * decay_factor(t - x_t[k], tau_us) + 1.0
+        x_t[k] = t
+        src[0] = k
+        cur = src
+        n_cur = 1
+        for l in range(L):
+            if n_cur == 0:
+                break
+            buf = bufs[l]
+            n_out = 0
+            pm = pool_maps[l]
+            for s in range(n_cur):
+                p = pm[cur[s]]
+                if kinds[l] == CONV:
+                    synops += ptrs[l][p + 1] - ptrs[l][p]
+                    buf, n_out, n_s = _conv_event(
+                        wflat[l], ptrs[l], tgts[l], wixs[l], p, t, V[l], tl[l], last_spike[l], th[l], th64[l],
+                        n_locs[l], kappas[l], floors[l], gamma, tau_us, tref_us, wd0, train, rho, unmet[l], count[l],
+                        a_val[l], a_t[l], fired[l], loc_n[l], touched[l], map_buf[l], buf, n_out)
+                    if kappas[l] != 0.0:
+                        synops += n_s * (thresholds[l].shape[0] - 1)
+                else:
+                    N = sizes[l]
+                    synops += N
+                    buf, n_out, n_s = _layer_event(
+                        w2d[l], off[l], p, t, V[l], th[l], th64[l], state[l], last_spike[l], wdyn[l], cs[l], refr[l],
+                        in_refr[l], a_val[l], a_t[l], count[l], kappas[l], floors[l], gamma, tau_us, tref_us, wd0,
+                        train, rho, unmet[l], buf, n_out)
+                    if kappas[l] != 0.0:
+                        synops += n_s * (N - 1)
+                if K > 0:
+                    n_logged[b] = _log_spikes(spike_log, b, n_logged[b], l, buf, n_out - n_s, n_out, t)
+            bufs[l] = buf
+            cur = buf
+            n_cur = n_out
+    while r < R:
+        _record_readout(readout_counts, readout_synops, b, r, count[out_l], synops)
+        r += 1
+    _trace_at(x_out[b], x_val, x_t, t_end, tau_us)
+    for l in range(L):
+        _trace_at(a_out[l][b], a_val[l], a_t[l], t_end, tau_us)
+        for i in range(sizes[l]):
+            count_out[l][b, i] = count[l][i]
+        for c in range(thresholds[l].shape[0]):
+            dth_out[l][b, c] = th64[l][c] - thresholds[l][c]
+            unmet_out[l][b, c] = unmet[l][c]
+    return synops
+
+
+@numba.njit(cache=True, parallel=True)
+def simulate_layered_batch(kinds, w2d, wflat, ptrs, tgts, wixs, pool_maps, n_locs, thresholds, kappas, floors,
+                           channels, times, offsets, t_end, tau_us, tref_us, wd0, gamma, train, rho, readout_times,
+                           x_out, a_out, count_out, dth_out, unmet_out, readout_counts, synops_out, readout_synops,
+                           spike_log, n_logged):
+    """``simulate_layered_sample`` for every sample of a CSR batch, samples in parallel on all cores."""
+    B = offsets.shape[0] - 1
+    for b in numba.prange(B):
+        s, e = offsets[b], offsets[b + 1]
+        synops_out[b] = simulate_layered_sample(
+            kinds, w2d, wflat, ptrs, tgts, wixs, pool_maps, n_locs, thresholds, kappas, floors, channels[s:e],
+            times[s:e], t_end[b], tau_us, tref_us, wd0, gamma, train, rho, readout_times,
+            b, x_out, a_out, count_out, dth_out, unmet_out, readout_counts, readout_synops, spike_log, n_logged)
