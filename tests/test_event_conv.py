@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from snnbp.data.events import EventBatch
-from snnbp.event_engine.connectivity import conv_tables, network_tables, pool_map
+from snnbp.event_engine.connectivity import network_tables, pool_map
 from snnbp.event_engine.engine import run_events
 from snnbp.model import Network
 from snnbp.neuron import NeuronParams, refractory_weight
@@ -66,21 +66,51 @@ def test_hand_computed_potentials_via_a_silent_probe():
         assert bool(res.counts[0][0, 4]) is fires  # neuron 4 = map 1, location (0,0)
 
 
+def _conv_pairs(in_shape, n_maps, kernel):
+    """Per pixel of ``in_shape`` (C_in, H, W): the (neuron, flat weight index) pairs of a valid stride-1
+    conv, enumerated straight from the definition (a reference for the compiled layer's target walk)."""
+    C_in, H, W = in_shape
+    K = kernel
+    Ho, Wo = H - K + 1, W - K + 1
+    pairs = []
+    for ci in range(C_in):
+        for y in range(H):
+            for x in range(W):
+                pairs.append([((c * Ho + yo) * Wo + xo, ((c * C_in + ci) * K + (y - yo)) * K + (x - xo))
+                              for c in range(n_maps) for yo in range(Ho) for xo in range(Wo)
+                              if 0 <= y - yo < K and 0 <= x - xo < K])
+    return pairs
+
+
 def test_border_operation_counts():
-    ptr, tgt, wix = conv_tables((1, 5, 5), 2, 3)  # 2 maps, 3x3 kernel, output 3x3
-    per_pixel = np.diff(ptr).reshape(5, 5)
-    # a corner pixel reaches one location per map, an edge-centre pixel 3 (one row of offsets) x 1 ... by hand:
-    positions = np.array([[1, 2, 3, 2, 1], [2, 4, 6, 4, 2], [3, 6, 9, 6, 3], [2, 4, 6, 4, 2], [1, 2, 3, 2, 1]])
-    np.testing.assert_array_equal(per_pixel, 2 * positions)
-    # targets of each pixel come in ascending neuron order, and each (pixel, neuron) pair names the right weight
+    # 1x5x5 input, conv:2:3 (output 2x3x3), no WTA: one event per pixel, each at its own time far apart,
+    # costs exactly the neurons whose receptive field holds the pixel (by hand: corner 1 location, edge
+    # centre 3, centre 9; times 2 maps), plus 10 per spike into the output layer (none: weights too small).
+    per_pixel = np.array([[1, 2, 3, 2, 1], [2, 4, 6, 4, 2], [3, 6, 9, 6, 3], [2, 4, 6, 4, 2], [1, 2, 3, 2, 1]]) * 2
+    assert [len(p) for p in _conv_pairs((1, 5, 5), 2, 3)] == per_pixel.reshape(-1).tolist()
+    net = _net((1, 5, 5), ["conv:2:3", "fc:10"], [0.0, 0.0], [np.full((2, 1, 3, 3), 0.01, np.float32),
+                                                                  np.zeros((18, 10), np.float32)],
+               [np.ones((2, 1, 1)), np.ones(10)])
     for p in range(25):
-        t = tgt[ptr[p]:ptr[p + 1]]
-        assert np.all(np.diff(t) > 0)
-        y, x = divmod(p, 5)
-        for i, w in zip(t, wix[ptr[p]:ptr[p + 1]]):
-            c, rest = divmod(int(i), 9)
-            yo, xo = divmod(rest, 3)
-            assert w == (c * 3 + (y - yo)) * 3 + (x - xo)
+        res = run_events(net, _batch([p], [1.0], 2.0))
+        assert res.synops[0] == per_pixel.reshape(-1)[p]
+
+
+def test_each_target_integrates_its_own_weight():
+    # One event on pixel p with a filter of distinct weights: every target's potential is exactly its
+    # weight, read through thresholds just below (fires) for the weight's own neuron only.
+    rng = np.random.default_rng(0)
+    W = rng.uniform(0.1, 0.9, (2, 1, 3, 3)).astype(np.float32)
+    pairs = _conv_pairs((1, 5, 5), 2, 3)
+    for p in (0, 7, 12):
+        for i, w in pairs[p]:
+            th = np.full((2, 1, 1), 10.0)
+            th[i // 9] = float(W.reshape(-1)[w]) - 1e-6  # only weights >= this one can fire in that map
+            net = _net((1, 5, 5), ["conv:2:3", "fc:10"], [0.0, 0.0], [W, np.zeros((18, 10), np.float32)],
+                       [th, np.ones(10)])
+            fired = set(np.flatnonzero(run_events(net, _batch([p], [1.0], 2.0)).counts[0][0]).tolist())
+            expect = {j for j, w2 in pairs[p] if j // 9 == i // 9 and W.reshape(-1)[w2] >= W.reshape(-1)[w]}
+            assert i in fired and fired == expect
 
 
 def test_pool_map():
@@ -218,10 +248,9 @@ def test_conv_layer_equals_its_unfolded_fully_connected_layer():
     conv.weights[0] = np.abs(conv.weights[0]) * 0.95
     Wc = conv.weights[0]
     unfolded = np.zeros((72, 3 * 16), np.float32)
-    ptr, tgt, wix = conv_tables((2, 6, 6), 3, 3)
-    for p in range(72):
-        for e in range(ptr[p], ptr[p + 1]):
-            unfolded[p, tgt[e]] = Wc.reshape(-1)[wix[e]]
+    for p, pairs in enumerate(_conv_pairs((2, 6, 6), 3, 3)):
+        for i, w in pairs:
+            unfolded[p, i] = Wc.reshape(-1)[w]
     fc = Network(72, [unfolded, conv.weights[1]], [np.repeat(conv.thresholds[0].reshape(-1), 16), conv.thresholds[1]],
                  [0.0, 0.0], [0.0, 0.0], conv.neuron)
     batch = EventBatch.from_lists([ch.astype(np.int32)], [t], [30_000.0])
@@ -264,7 +293,7 @@ def test_network_tables_shapes():
     assert [t.n_neurons for t in tabs] == net.sizes
     assert tabs[1].pool_map.shape == (20 * 24 * 24,) and tabs[1].pool_map.max() == 20 * 12 * 12 - 1
     assert tabs[2].pool_map.max() == 50 * 4 * 4 - 1 and tabs[1].pool_scale == 0.25
-    assert int(np.diff(tabs[0].ptr).max()) == 20 * 25
+    assert tabs[1].geometry.tolist() == [20, 12, 12, 5, 8, 8]
 
 
 # ---- training -------------------------------------------------------------------------------------------

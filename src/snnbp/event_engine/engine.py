@@ -89,7 +89,7 @@ def run_events(
         batch.t_end_us, p.tau_us, p.t_ref_us, p.w_d0, p.gamma, bool(train), float(rho), readout,
         x_in, traces, counts, dth, unmet, readout_counts, synops, readout_synops, spike_log, n_logged,
     )
-    log = [spike_log[b, : n_logged[b]] for b in range(B)] if record_spikes else None
+    log = [spike_log[b, : n_logged[b]] for b in range(len(batch))] if record_spikes else None
     return ForwardResult(x_in, list(traces), list(counts), list(dth), list(unmet), synops,
                          readout_counts, readout_synops, log)
 
@@ -100,24 +100,19 @@ def _layered_arrays(net: Network) -> tuple:
     from snnbp.event_engine.layered import CONV, FC
 
     tables = network_tables(net)
-    kinds, w2d, wflat, ptrs, tgts, wixs = [], [], [], [], [], []
+    kinds, w2d, wflat = [], [], []
     for tab, w in zip(tables, net.weights):
         scale = np.float32(tab.pool_scale)
         if tab.kind == "conv":
             kinds.append(CONV)
             w2d.append(np.zeros((1, 1), np.float32))
             wflat.append(np.ascontiguousarray(w.reshape(-1) * scale) if scale != 1 else w.reshape(-1))
-            ptrs.append(tab.ptr)
-            tgts.append(tab.targets)
-            wixs.append(tab.weight_index)
         else:
             kinds.append(FC)
             w2d.append(np.ascontiguousarray(w * scale) if scale != 1 else w)
             wflat.append(np.zeros(1, np.float32))
-            ptrs.append(np.zeros(1, np.int64))
-            tgts.append(np.zeros(0, np.int32))
-            wixs.append(np.zeros(0, np.int32))
-    return (np.asarray(kinds, np.int64), tuple(w2d), tuple(wflat), tuple(ptrs), tuple(tgts), tuple(wixs),
+    geoms = [t.geometry for t in tables]
+    return (np.asarray(kinds, np.int64), tuple(w2d), tuple(wflat), tuple(geoms),
             tuple(t.pool_map for t in tables), np.asarray([t.n_locations for t in tables], np.int64),
             tuple(np.ascontiguousarray(t.reshape(-1), np.float64) for t in net.thresholds))
 

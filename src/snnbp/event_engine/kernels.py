@@ -120,6 +120,24 @@ def _integrate(V, row, off, wdyn, th, d32):
 
 
 @numba.njit(cache=True)
+def refresh_refractory(t, last_spike, wdyn, cs, refr, in_refr, n_refr, tref_us, wd0):
+    """wdyn[i] = refractory weight at time t times cs[i] for the neurons in refr[:n_refr] (the recently
+    fired, marked in in_refr); drops those that have recovered. Returns the new n_refr."""
+    r = 0
+    while r < n_refr:
+        i = refr[r]
+        w = refractory_weight(t - last_spike[i], tref_us, wd0)
+        wdyn[i] = w * cs[i]
+        if w >= 1.0:
+            in_refr[i] = False
+            n_refr -= 1
+            refr[r] = refr[n_refr]
+        else:
+            r += 1
+    return n_refr
+
+
+@numba.njit(cache=True)
 def _layer_event(W, off, j, t, V, th, th64, state, last_spike, wdyn, cs, refr, in_refr, a_val, a_t, count,
                  kappa, floor, gamma, tau_us, tref_us, wd0, train, rho, unmet, out_buf, n_out):
     """One input event from source j at time t into one fully connected layer (steps 1-6 above).
@@ -137,18 +155,7 @@ def _layer_event(W, off, j, t, V, th, th64, state, last_spike, wdyn, cs, refr, i
     d = decay_factor(t - state[0], tau_us)
     state[0] = t
     # Refractory neurons: refresh their dynamic weight; drop those whose T_ref has passed.
-    n_refr = int(state[1])
-    r = 0
-    while r < n_refr:
-        i = refr[r]
-        w = refractory_weight(t - last_spike[i], tref_us, wd0)
-        wdyn[i] = w * cs[i]
-        if w >= 1.0:
-            in_refr[i] = False
-            n_refr -= 1
-            refr[r] = refr[n_refr]
-        else:
-            r += 1
+    n_refr = refresh_refractory(t, last_spike, wdyn, cs, refr, in_refr, int(state[1]), tref_us, wd0)
     # Steps 1, 2 and 5 fused (clipping before the spike test cannot change the test).
     n_above = _integrate(V, W[j], off, wdyn, th, np.float32(d))
     if n_above == 0:

@@ -33,78 +33,119 @@ from __future__ import annotations
 import numba
 import numpy as np
 
-from snnbp.event_engine.kernels import _homeostasis, _layer_event, _log_spikes, _record_readout, _trace_at
+from snnbp.event_engine.kernels import (_homeostasis, _layer_event, _log_spikes, _record_readout, _trace_at,
+                                        refresh_refractory)
 from snnbp.neuron import decay_factor, refractory_weight
 
 FC, CONV = 0, 1  # layer kinds in compiled code
 
 
-@numba.njit(cache=True)
-def _conv_event(Wf, ptr, tgt, wix, p, t, V, tl, last_spike, th, th64, HW, kappa, floor, gamma, tau_us, tref_us,
-                wd0, train, rho, unmet, count, a_val, a_t, fired, loc_n, touched, map_buf, out_buf, n_out):
-    """One event from pooled source p at time t into a conv layer (module doc, steps 1-6).
+RENORM_LOG = 14.0  # a conv layer's frame moves when G = exp((t - t_f) / tau_mp) would exceed e^14 (~1.2e6)
 
-    Wf: flat weights (already divided by K_pool^2); ptr/tgt/wix: connectivity.conv_tables; V, tl,
-    last_spike, count, a_val, a_t, fired (N,): per-neuron state (tl: time of last update); th (C,)
-    float32 and th64 (C,) float64 per-map thresholds; loc_n (HW,) int32 and touched (HW,) scratch
-    (zero on entry and exit); map_buf scratch of at least max-targets entries. Spiking neuron indices
-    are appended to out_buf from n_out (grown when full); returns (out_buf, n_out, n_spikes).
+
+@numba.njit(cache=True)
+def _conv_event(Wf, geom, p, t, U, state, last_spike, wdyn, ones, refr, in_refr, th, th64, thG, kappa, floor, gamma,
+                tau_us, tref_us, wd0, train, rho, unmet, count, a_val, a_t, fired, loc_n, touched, map_buf,
+                out_buf, n_out):
+    """One event from pooled source p at time t into a conv layer (module doc, steps 1-6); returns
+    (out_buf, n_out, n_spikes, synaptic operations).
+
+    geom (6,) int64 = (C_in, H, W, K, H', W') of the layer; neuron i = (c H' + y') W' + x', pooled source
+    p = (c' H + y) W + x, weight Wf[((c C_in + c') K + u) K + v] (flat, already / K_pool^2) for
+    y' = y - u, x' = x - v inside the output map: the targets are, per map, the rows y - u and columns
+    x - v that stay inside the map, so a border pixel has fewer (the exact operation count).
+
+    The potentials are kept in a decaying frame: V_i(t) = U_i exp(-(t - t_f) / tau_mp) with one frame
+    time t_f per layer (state[0]), so decay costs nothing per neuron: an input w adds w G to U_i,
+    G = exp((t - t_f) / tau_mp), and every comparison with V_th scales the threshold by G (thG, per map)
+    instead. When G exceeds RENORM the frame moves to t (U *= 1/G, one sweep). This is the exact decay
+    of the module doc; only float32 rounding differs from decaying each touched neuron on access (an
+    exp per touched neuron, which cost most of the time).
+    Refractory weights: wdyn (N,) float32 (1 outside T_ref), refreshed per event for the neurons in
+    refr[:state[1]] (the recently fired; in_refr marks them), as kernels._layer_event does (ones: its
+    column scales, all 1 here).
+    U, last_spike, count, a_val, a_t, fired (N,) per neuron; th (C,) float32, th64 (C,) float64 per map;
+    thG (C,) scratch; loc_n, touched (H' W') and map_buf scratch (zero / unused on entry and exit).
+    Spiking neuron indices are appended to out_buf from n_out (grown when full).
     """
-    lo, hi = ptr[p], ptr[p + 1]
-    if n_out + (hi - lo) > out_buf.shape[0]:
-        grown = np.empty(max(2 * out_buf.shape[0], n_out + (hi - lo)), dtype=out_buf.dtype)
+    C_in, H, W, K, Ho, Wo = geom[0], geom[1], geom[2], geom[3], geom[4], geom[5]
+    C = th.shape[0]
+    HW = Ho * Wo
+    g = (t - state[0]) / tau_us
+    if g > RENORM_LOG:
+        inv = np.float32(np.exp(-g))
+        for i in range(U.shape[0]):
+            U[i] *= inv
+        state[0] = t
+        g = 0.0
+    G = np.exp(g)
+    G32 = np.float32(G)
+    n_refr = int(state[1])
+    if n_refr > 0:
+        n_refr = refresh_refractory(t, last_spike, wdyn, ones, refr, in_refr, n_refr, tref_us, wd0)
+    ci = p // (H * W)
+    y = (p // W) % H
+    x = p % W
+    u_lo, u_hi = max(0, y - Ho + 1), min(K - 1, y)
+    v_lo, v_hi = max(0, x - Wo + 1), min(K - 1, x)
+    n_t = (u_hi - u_lo + 1) * (v_hi - v_lo + 1) * C
+    if n_out + n_t > out_buf.shape[0]:
+        grown = np.empty(max(2 * out_buf.shape[0], n_out + n_t), dtype=out_buf.dtype)
         grown[:n_out] = out_buf[:n_out]
         out_buf = grown
     first = n_out
-    for e in range(lo, hi):  # steps 1, 2 and 5 (clipping before the spike test cannot change it)
-        i = tgt[e]
-        c = i // HW
-        v = V[i]
-        dt = t - tl[i]
-        if dt > 0.0:
-            v = v * np.float32(decay_factor(dt, tau_us))
-            tl[i] = t
-        v = v + Wf[wix[e]] * np.float32(refractory_weight(t - last_spike[i], tref_us, wd0))
-        low = -th[c]
-        v = v if v > low else low
-        V[i] = v
-        if v >= th[c]:
-            out_buf[n_out] = i
-            n_out += 1
+    for c in range(C):  # steps 1, 2 and 5 (clipping before the spike test cannot change it)
+        th_c = np.float32(th[c] * G)
+        thG[c] = th_c
+        low = -th_c
+        for u in range(u_lo, u_hi + 1):
+            row = c * HW + (y - u) * Wo + x
+            wrow = ((c * C_in + ci) * K + u) * K
+            for v in range(v_lo, v_hi + 1):
+                i = row - v
+                val = U[i] + Wf[wrow + v] * G32 * wdyn[i]
+                val = val if val > low else low
+                U[i] = val
+                out_buf[n_out] = i  # branch-free collection (kernels._layer_event)
+                n_out += np.int32(val >= th_c)
     n_s = n_out - first
     if n_s == 0:
-        return out_buf, n_out, 0
+        state[1] = n_refr
+        return out_buf, n_out, 0, n_t
+    if n_s > 1:  # ascending neuron index: the order spikes are passed on (targets come per map, rows descending)
+        out_buf[first:n_out].sort()
     for s in range(first, n_out):  # step 3
         i = out_buf[s]
-        V[i] -= gamma * th[i // HW]
+        U[i] -= np.float32(gamma * th[i // HW] * G)
         count[i] += 1
         a_val[i] = a_val[i] * decay_factor(t - a_t[i], tau_us) + 1.0
         a_t[i] = t
         last_spike[i] = t
+        if tref_us > 0.0:
+            wdyn[i] = np.float32(refractory_weight(0.0, tref_us, wd0))
+            if not in_refr[i]:
+                in_refr[i] = True
+                refr[n_refr] = i
+                n_refr += 1
+    state[1] = n_refr
     if kappa != 0.0:  # step 4, then the clip of step 5
-        C = th.shape[0]
-        n_t = 0
+        n_loc = 0
         for s in range(first, n_out):
             i = out_buf[s]
             q = i % HW
             if loc_n[q] == 0:
-                touched[n_t] = q
-                n_t += 1
+                touched[n_loc] = q
+                n_loc += 1
             loc_n[q] += 1
             fired[i] = True
-        for r in range(n_t):
+        for r in range(n_loc):
             q = touched[r]
             ns = loc_n[q]
             for c in range(C):
                 j = c * HW + q
-                v = V[j]
-                dt = t - tl[j]
-                if dt > 0.0:
-                    v = v * np.float32(decay_factor(dt, tau_us))
-                    tl[j] = t
                 k32 = np.float32(kappa * (ns - 1)) if fired[j] else np.float32(kappa * ns)
-                v = v + k32 * th[c]
-                V[j] = v if v > -th[c] else -th[c]
+                val = U[j] + k32 * thG[c]
+                U[j] = val if val > -thG[c] else -thG[c]
             loc_n[q] = 0
         for s in range(first, n_out):
             fired[out_buf[s]] = False
@@ -112,11 +153,11 @@ def _conv_event(Wf, ptr, tgt, wix, p, t, V, tl, last_spike, th, th64, HW, kappa,
         for s in range(first, n_out):
             map_buf[s - first] = out_buf[s] // HW
         _homeostasis(th, th64, map_buf, 0, n_s, rho / HW, floor, unmet)
-    return out_buf, n_out, n_s
+    return out_buf, n_out, n_s, n_t
 
 
 @numba.njit(cache=True)
-def simulate_layered_sample(kinds, w2d, wflat, ptrs, tgts, wixs, pool_maps, n_locs, thresholds, kappas, floors,
+def simulate_layered_sample(kinds, w2d, wflat, geoms, pool_maps, n_locs, thresholds, kappas, floors,
                             channels, times, t_end, tau_us, tref_us, wd0, gamma, train, rho, readout_times,
                             b, x_out, a_out, count_out, dth_out, unmet_out, readout_counts, readout_synops,
                             spike_log, n_logged):
@@ -132,7 +173,6 @@ def simulate_layered_sample(kinds, w2d, wflat, ptrs, tgts, wixs, pool_maps, n_lo
     M0 = pool_maps[0].shape[0]
     sizes = [a_out[l].shape[1] for l in range(L)]
     V = [np.zeros(sizes[l], np.float32) for l in range(L)]
-    tl = [np.zeros(sizes[l], np.float64) for l in range(L)]
     th64 = [thresholds[l].copy() for l in range(L)]
     th = [thresholds[l].astype(np.float32) for l in range(L)]
     last_spike = [np.full(sizes[l], -1e300) for l in range(L)]
@@ -144,6 +184,7 @@ def simulate_layered_sample(kinds, w2d, wflat, ptrs, tgts, wixs, pool_maps, n_lo
     loc_n = [np.zeros(n_locs[l], np.int32) for l in range(L)]
     touched = [np.zeros(n_locs[l], np.int32) for l in range(L)]
     map_buf = [np.zeros(sizes[l], np.int32) for l in range(L)]
+    thG = [np.zeros(thresholds[l].shape[0], np.float32) for l in range(L)]
     bufs = [np.empty(max(16, sizes[l]), np.int32) for l in range(L)]
     # fully connected layers' extra state (kernels._layer_event)
     state = [np.zeros(2, np.float64) for l in range(L)]
@@ -180,11 +221,11 @@ def simulate_layered_sample(kinds, w2d, wflat, ptrs, tgts, wixs, pool_maps, n_lo
             for s in range(n_cur):
                 p = pm[cur[s]]
                 if kinds[l] == CONV:
-                    synops += ptrs[l][p + 1] - ptrs[l][p]
-                    buf, n_out, n_s = _conv_event(
-                        wflat[l], ptrs[l], tgts[l], wixs[l], p, t, V[l], tl[l], last_spike[l], th[l], th64[l],
-                        n_locs[l], kappas[l], floors[l], gamma, tau_us, tref_us, wd0, train, rho, unmet[l], count[l],
-                        a_val[l], a_t[l], fired[l], loc_n[l], touched[l], map_buf[l], buf, n_out)
+                    buf, n_out, n_s, ops = _conv_event(
+                        wflat[l], geoms[l], p, t, V[l], state[l], last_spike[l], wdyn[l], cs[l], refr[l], in_refr[l], th[l],
+                        th64[l], thG[l], kappas[l], floors[l], gamma, tau_us, tref_us, wd0, train, rho, unmet[l],
+                        count[l], a_val[l], a_t[l], fired[l], loc_n[l], touched[l], map_buf[l], buf, n_out)
+                    synops += ops
                     if kappas[l] != 0.0:
                         synops += n_s * (thresholds[l].shape[0] - 1)
                 else:
@@ -216,7 +257,7 @@ def simulate_layered_sample(kinds, w2d, wflat, ptrs, tgts, wixs, pool_maps, n_lo
 
 
 @numba.njit(cache=True, parallel=True)
-def simulate_layered_batch(kinds, w2d, wflat, ptrs, tgts, wixs, pool_maps, n_locs, thresholds, kappas, floors,
+def simulate_layered_batch(kinds, w2d, wflat, geoms, pool_maps, n_locs, thresholds, kappas, floors,
                            channels, times, offsets, t_end, tau_us, tref_us, wd0, gamma, train, rho, readout_times,
                            x_out, a_out, count_out, dth_out, unmet_out, readout_counts, synops_out, readout_synops,
                            spike_log, n_logged):
@@ -225,6 +266,6 @@ def simulate_layered_batch(kinds, w2d, wflat, ptrs, tgts, wixs, pool_maps, n_loc
     for b in numba.prange(B):
         s, e = offsets[b], offsets[b + 1]
         synops_out[b] = simulate_layered_sample(
-            kinds, w2d, wflat, ptrs, tgts, wixs, pool_maps, n_locs, thresholds, kappas, floors, channels[s:e],
+            kinds, w2d, wflat, geoms, pool_maps, n_locs, thresholds, kappas, floors, channels[s:e],
             times[s:e], t_end[b], tau_us, tref_us, wd0, gamma, train, rho, readout_times,
             b, x_out, a_out, count_out, dth_out, unmet_out, readout_counts, readout_synops, spike_log, n_logged)
