@@ -54,6 +54,15 @@ for _T, _n_lee, _n_bptt in ((50, 4000, 1200), (100, 2500, 700), (200, 1200, 350)
 _CONV: dict[str, dict] = {
     "conv-lee-T50": dict(engine="dense-lee2016", presentation_ms=50.0, batch=100, n_samples=500, config=CONV_PRESET),
     "conv-bptt-T50": dict(engine="dense-bptt", presentation_ms=50.0, batch=100, n_samples=300, config=CONV_PRESET),
+    "conv-event-lee-50ms": dict(engine="event-lee2016", presentation_ms=50.0, batch=100, n_samples=2000,
+                                config=CONV_PRESET),
+    # tests: the same briefly trained network (500 samples on the event engine, seed 0) on both engines
+    "conv-event-infer-50ms": dict(engine="config-event-infer", presentation_ms=50.0, batch=100, n_samples=2000,
+                                  pretrain_samples=500, config=CONV_PRESET),
+    "conv-event-infer-1s": dict(engine="config-event-infer", presentation_ms=1000.0, batch=100, n_samples=300,
+                                pretrain_samples=500, config=CONV_PRESET),
+    "conv-dense-infer-1s": dict(engine="config-dense-infer", presentation_ms=1000.0, batch=50, n_samples=50,
+                                pretrain_samples=500, config=CONV_PRESET),
 }
 
 GROUPS: dict[str, list[str]] = {"mnist": list(_MNIST), "nmnist": list(_NMNIST), "dense": list(_DENSE),
@@ -80,6 +89,7 @@ QUICK: dict[str, dict] = {
     "nmnist-event-test": dict(batch=8, n_samples=8, pretrain_samples=0, pool=8),
     "nmnist-bptt-test": dict(batch=4, n_samples=4),
     **{name: dict(batch=10, n_samples=20) for name in list(_DENSE) + list(_CONV)},
+    **{name: dict(batch=10, n_samples=10, pretrain_samples=10) for name in _CONV if "infer" in name},
 }
 
 # Ratios printed under the table, per group: (label, kind, numerator, denominator).
@@ -113,6 +123,12 @@ RATIOS: dict[str, list[tuple[str, str, str, str]]] = {
     "conv": [
         ("conv speed: Lee2016 / BPTT, T = 50", "speed", "conv-lee-T50", "conv-bptt-T50"),
         ("conv memory: BPTT / Lee2016 peak, T = 50", "memory", "conv-bptt-T50", "conv-lee-T50"),
+        ("conv train speed: event engine / dense engine, Lee2016, 50 ms (target >= 5x)", "speed", "conv-event-lee-50ms",
+         "conv-lee-T50"),
+        ("conv test speed: event engine / dense engine, 1 s (target >= 10x)", "speed", "conv-event-infer-1s",
+         "conv-dense-infer-1s"),
+        ("conv memory: event test peak RSS 1 s / 50 ms (target: flat)", "memory", "conv-event-infer-1s",
+         "conv-event-infer-50ms"),
     ],
 }
 

@@ -19,6 +19,11 @@ Engines (spec["engine"]):
   dense-lee2016, dense-bptt           DenseTrainer (train.engine = dense) with the paper's rule or the
                                       surrogate-gradient BPTT variant, built through the config path of
                                       `snnbp train` (load_config -> build_network -> make_trainer)
+  event-lee2016                       the same with train.engine = event (a conv preset: the event engine's
+                                      conv layers as the forward pass of the same rule and optimizer)
+  config-event-infer, config-dense-infer
+                                      tests of a preset's network (briefly trained on the event engine
+                                      first: pretrain_samples) on the event engine or the dense engine
 """
 
 from __future__ import annotations
@@ -35,7 +40,8 @@ from snnbp.bench.specs import NMNIST_SIZES, PAPER_SIZES, RATE_HZ
 from snnbp.errors import ConfigError
 
 ENGINES = ("bptt", "bptt-infer", "event-sgd", "event-adam", "event-infer", "nmnist-event-sgd", "nmnist-event-adam",
-           "nmnist-event-infer", "nmnist-bptt", "nmnist-bptt-infer", "dense-lee2016", "dense-bptt")
+           "nmnist-event-infer", "nmnist-bptt", "nmnist-bptt-infer", "dense-lee2016", "dense-bptt", "event-lee2016",
+           "config-event-infer", "config-dense-infer")
 NMNIST_TAU_MS = 200.0
 CROP_EVENTS = 300
 DT_MS = 1.0
@@ -211,7 +217,10 @@ def measure(spec: dict) -> dict:
         images, labels, data_name = _data(sizes[0], max(n_data, batch), split, data, seed)
         if engine in ("bptt", "bptt-infer"):
             rec, extra = _measure_bptt(engine, sizes, images, labels, ms, batch, n)
-        elif engine.startswith("dense-"):
+        elif engine.startswith("config-"):
+            rec, extra = _measure_config_infer(engine, images, labels, ms, batch, n, s["config"],
+                                               int(s.get("pretrain_samples", 0)))
+        elif engine.startswith("dense-") or engine == "event-lee2016":
             rec, extra = _measure_dense(engine, sizes, images, labels, ms, batch, n, s.get("device", "cpu"),
                                         s.get("config"))
         else:
@@ -444,6 +453,45 @@ def _measure_nmnist(engine, sizes, n, batch, chunk, pool, pretrain, data, seed):
 # --------------------------------------------------------------------------------------------- dense
 
 
+def _measure_config_infer(engine, images, labels, ms, batch, n, config, pretrain):
+    """Test presentations of ``config``'s network on the event engine or the dense engine (dt = 1 ms).
+
+    The network is first trained for ``pretrain`` samples of 50 ms on the event engine (Adam, the
+    preset's optimizer, seed 0), so both engines test the same network with realistic activity.
+    """
+    import numba
+    import torch
+
+    from snnbp.config import load_config
+    from snnbp.data.poisson import poisson_events, sample_seeds
+    from snnbp.event_engine.engine import run_events
+    from snnbp.train.build import build_network, make_trainer
+    from snnbp.train.dense_trainer import DenseEngine
+
+    cfg = load_config(config, ["train.engine=event", "model.seed=0"])
+    net = build_network(cfg, images.shape[1])
+    tr = make_trainer(cfg, net)
+    for lo in range(0, pretrain, 50):
+        hi = min(lo + 50, pretrain)
+        b = poisson_events(images[lo:hi], 50.0, RATE_HZ, sample_seeds(0, 0, np.arange(lo, hi)))
+        tr.step_chunk(b, labels[lo:hi], cfg.optim.lr, cfg.optim.rho)
+    images, labels = images[pretrain:], labels[pretrain:]
+    simulate = run_events if engine == "config-event-infer" else DenseEngine(DT_MS)
+
+    def step(lo, hi):
+        res = simulate(net, poisson_events(images[lo:hi], ms, RATE_HZ, sample_seeds(0, 1, np.arange(lo, hi))))
+        return int((res.predictions() == labels[lo:hi]).sum()), int(res.synops.sum())
+
+    wall, baseline, out = _timed(step, n, batch)
+    extra = {"config": config, "pretrain_samples": pretrain, "optimizer": "none", "accuracy": sum(o[0] for o in out) / n,
+             "synops_per_sample": sum(o[1] for o in out) / n, "numba_threads": numba.get_num_threads(),
+             "torch_threads": torch.get_num_threads()}
+    if engine == "config-dense-infer":
+        extra["dt_ms"] = DT_MS
+    return {"wall_s": wall, "T": int(round(ms / DT_MS)) if engine == "config-dense-infer" else None,
+            "baseline": baseline}, extra
+
+
 def _measure_dense(engine, sizes, images, labels, ms, batch, n, device, config):
     """DenseTrainer via the config path of `snnbp train`: Adam lr 1e-3, batch ``batch``, dt = 1 ms."""
     import torch
@@ -453,8 +501,8 @@ def _measure_dense(engine, sizes, images, labels, ms, batch, n, device, config):
     from snnbp.train.build import make_trainer
     from snnbp.train.build import build_network
 
-    rule = "lee2016" if engine == "dense-lee2016" else "bptt"
-    over = ["train.engine=dense", f"train.device={device}", f"train.dt_ms={DT_MS}", f"train.rule={rule}",
+    rule = "bptt" if engine == "dense-bptt" else "lee2016"
+    over = [f"train.engine={'event' if engine == 'event-lee2016' else 'dense'}", f"train.device={device}", f"train.dt_ms={DT_MS}", f"train.rule={rule}",
             "optim.name=adam", f"optim.batch_size={batch}", "optim.lr=0.001", "optim.lr_th_ratio=1.0",
             f"data.train_ms={ms}"]
     if not config:
@@ -478,7 +526,7 @@ def _measure_dense(engine, sizes, images, labels, ms, batch, n, device, config):
     if cuda:
         torch.cuda.reset_peak_memory_stats()
     wall, baseline, out = _timed(step, n, batch, sync)
-    extra = {"device": str(tr.device), "rule": rule, "dt_ms": DT_MS, "config": config or "-".join(map(str, sizes)) + " (paper constants, no preset)",
+    extra = {"device": str(tr.device), "rule": rule, "dt_ms": DT_MS if engine != "event-lee2016" else None, "config": config or "-".join(map(str, sizes)) + " (paper constants, no preset)",
              "optimizer": f"adam lr={lr} batch_size={batch}", "torch_threads": torch.get_num_threads(),
              "loss_mean": sum(o[0] for o in out) / n, "train_accuracy": sum(o[1] for o in out) / n,
              "synops_per_sample": sum(o[2] for o in out) / n}

@@ -43,30 +43,47 @@ FC, CONV = 0, 1  # layer kinds in compiled code
 RENORM_LOG = 14.0  # a conv layer's frame moves when G = exp((t - t_f) / tau_mp) would exceed e^14 (~1.2e6)
 
 
-@numba.njit(cache=True)
-def _conv_event(Wf, geom, p, t, U, state, last_spike, wdyn, ones, refr, in_refr, th, th64, thG, kappa, floor, gamma,
-                tau_us, tref_us, wd0, train, rho, unmet, count, a_val, a_t, fired, loc_n, touched, map_buf,
-                out_buf, n_out):
+@numba.njit(cache=True, fastmath={"reassoc"})
+def _integrate_location(U, base, Wt, wbase, wdyn, thG, G32, C):
+    """Steps 1, 2 and 5 for the C maps at one location: U[base + c] += Wt[wbase + c] G wdyn, clipped at
+    -V_th,c G; returns how many are now at or above V_th,c G. Contiguous in c (channels-last state and
+    (K, K, C_in, C) weights), so it vectorizes as kernels._integrate does (same "reassoc" count)."""
+    acc = np.float32(0.0)
+    for c in range(C):
+        j = base + c
+        v = U[j] + Wt[wbase + c] * (G32 * wdyn[j])
+        low = -thG[c]
+        v = v if v > low else low
+        U[j] = v
+        acc += np.float32(1.0) if v >= thG[c] else np.float32(0.0)
+    return int(acc)
+
+
+@numba.njit(cache=True, inline="always")
+def _conv_event(Wt, geom, p, t, U, state, last_spike, wdyn, ones, refr, in_refr, th, th64, thG, kappa, floor, gamma,
+                tau_us, tref_us, wd0, train, rho, unmet, count, a_val, a_t, fired, map_buf, out_buf, n_out):
     """One event from pooled source p at time t into a conv layer (module doc, steps 1-6); returns
     (out_buf, n_out, n_spikes, synaptic operations).
 
-    geom (6,) int64 = (C_in, H, W, K, H', W') of the layer; neuron i = (c H' + y') W' + x', pooled source
-    p = (c' H + y) W + x, weight Wf[((c C_in + c') K + u) K + v] (flat, already / K_pool^2) for
-    y' = y - u, x' = x - v inside the output map: the targets are, per map, the rows y - u and columns
-    x - v that stay inside the map, so a border pixel has fewer (the exact operation count).
+    geom (6,) int64 = (C_in, H, W, K, H', W'); pooled source p = (c' H + y) W + x reaches, for every
+    kernel offset (u, v) with y' = y - u, x' = x - v inside the output map, the C maps at (y', x')
+    through W[c, c', u, v]: a border pixel reaches fewer locations (the exact operation count).
+    Wt: the weights as (K, K, C_in, C), flat, already / K_pool^2, so the C weights of one offset are
+    contiguous. The layer's state is kept channels-last, j = (y' W' + x') C + c, so one location's C
+    maps (one WTA group) are contiguous too; spikes leave in the network's order, neuron
+    i = (c H' + y') W' + x', ascending.
 
-    The potentials are kept in a decaying frame: V_i(t) = U_i exp(-(t - t_f) / tau_mp) with one frame
-    time t_f per layer (state[0]), so decay costs nothing per neuron: an input w adds w G to U_i,
+    The potentials are kept in a decaying frame: V_j(t) = U_j exp(-(t - t_f) / tau_mp) with one frame
+    time t_f per layer (state[0]), so decay costs nothing per neuron: an input w adds w G to U_j,
     G = exp((t - t_f) / tau_mp), and every comparison with V_th scales the threshold by G (thG, per map)
-    instead. When G exceeds RENORM the frame moves to t (U *= 1/G, one sweep). This is the exact decay
-    of the module doc; only float32 rounding differs from decaying each touched neuron on access (an
-    exp per touched neuron, which cost most of the time).
+    instead. When G would exceed e^RENORM_LOG the frame moves to t (U *= 1/G, one sweep). This is the
+    exact decay of the module doc; only float32 rounding differs from decaying each touched neuron on
+    access (an exp per touched neuron, which cost most of the time).
     Refractory weights: wdyn (N,) float32 (1 outside T_ref), refreshed per event for the neurons in
     refr[:state[1]] (the recently fired; in_refr marks them), as kernels._layer_event does (ones: its
-    column scales, all 1 here).
-    U, last_spike, count, a_val, a_t, fired (N,) per neuron; th (C,) float32, th64 (C,) float64 per map;
-    thG (C,) scratch; loc_n, touched (H' W') and map_buf scratch (zero / unused on entry and exit).
-    Spiking neuron indices are appended to out_buf from n_out (grown when full).
+    column scales, all 1 here). U, last_spike, wdyn, count, a_val, a_t, fired, in_refr (N,): per neuron,
+    channels-last; th (C,) float32, th64 (C,) float64 per map; thG (C,) and map_buf scratch. Spiking
+    neurons are appended to out_buf (network order) from n_out (grown when full).
     """
     C_in, H, W, K, Ho, Wo = geom[0], geom[1], geom[2], geom[3], geom[4], geom[5]
     C = th.shape[0]
@@ -74,8 +91,8 @@ def _conv_event(Wf, geom, p, t, U, state, last_spike, wdyn, ones, refr, in_refr,
     g = (t - state[0]) / tau_us
     if g > RENORM_LOG:
         inv = np.float32(np.exp(-g))
-        for i in range(U.shape[0]):
-            U[i] *= inv
+        for j in range(U.shape[0]):
+            U[j] *= inv
         state[0] = t
         g = 0.0
     G = np.exp(g)
@@ -83,77 +100,89 @@ def _conv_event(Wf, geom, p, t, U, state, last_spike, wdyn, ones, refr, in_refr,
     n_refr = int(state[1])
     if n_refr > 0:
         n_refr = refresh_refractory(t, last_spike, wdyn, ones, refr, in_refr, n_refr, tref_us, wd0)
+    for c in range(C):
+        thG[c] = np.float32(th[c] * G)
     ci = p // (H * W)
     y = (p // W) % H
     x = p % W
     u_lo, u_hi = max(0, y - Ho + 1), min(K - 1, y)
     v_lo, v_hi = max(0, x - Wo + 1), min(K - 1, x)
-    n_t = (u_hi - u_lo + 1) * (v_hi - v_lo + 1) * C
-    if n_out + n_t > out_buf.shape[0]:
-        grown = np.empty(max(2 * out_buf.shape[0], n_out + n_t), dtype=out_buf.dtype)
+    n_loc = (u_hi - u_lo + 1) * (v_hi - v_lo + 1)
+    if n_out + n_loc * C > out_buf.shape[0]:
+        grown = np.empty(max(2 * out_buf.shape[0], n_out + n_loc * C), dtype=out_buf.dtype)
         grown[:n_out] = out_buf[:n_out]
         out_buf = grown
     first = n_out
-    for c in range(C):  # steps 1, 2 and 5 (clipping before the spike test cannot change it)
-        th_c = np.float32(th[c] * G)
-        thG[c] = th_c
-        low = -th_c
-        for u in range(u_lo, u_hi + 1):
-            row = c * HW + (y - u) * Wo + x
-            wrow = ((c * C_in + ci) * K + u) * K
-            for v in range(v_lo, v_hi + 1):
-                i = row - v
-                val = U[i] + Wf[wrow + v] * G32 * wdyn[i]
-                val = val if val > low else low
-                U[i] = val
-                out_buf[n_out] = i  # branch-free collection (kernels._layer_event)
-                n_out += np.int32(val >= th_c)
+    for u in range(u_lo, u_hi + 1):
+        for v in range(v_lo, v_hi + 1):
+            q = (y - u) * Wo + (x - v)
+            base = q * C
+            if _integrate_location(U, base, Wt, ((u * K + v) * C_in + ci) * C, wdyn, thG, G32, C) > 0:
+                for c in range(C):
+                    if U[base + c] >= thG[c]:
+                        out_buf[n_out] = c * HW + q  # network order
+                        n_out += 1
     n_s = n_out - first
     if n_s == 0:
         state[1] = n_refr
-        return out_buf, n_out, 0, n_t
-    if n_s > 1:  # ascending neuron index: the order spikes are passed on (targets come per map, rows descending)
-        out_buf[first:n_out].sort()
+        return out_buf, n_out, 0, n_loc * C
+    if n_s > 1:
+        out_buf[first:n_out].sort()  # ascending network index: the order spikes are passed on
     for s in range(first, n_out):  # step 3
         i = out_buf[s]
-        U[i] -= np.float32(gamma * th[i // HW] * G)
-        count[i] += 1
-        a_val[i] = a_val[i] * decay_factor(t - a_t[i], tau_us) + 1.0
-        a_t[i] = t
-        last_spike[i] = t
+        c = i // HW
+        j = (i - c * HW) * C + c
+        U[j] -= np.float32(gamma * th[c] * G)
+        count[j] += 1
+        a_val[j] = a_val[j] * decay_factor(t - a_t[j], tau_us) + 1.0
+        a_t[j] = t
+        last_spike[j] = t
+        fired[j] = True
         if tref_us > 0.0:
-            wdyn[i] = np.float32(refractory_weight(0.0, tref_us, wd0))
-            if not in_refr[i]:
-                in_refr[i] = True
-                refr[n_refr] = i
+            wdyn[j] = np.float32(refractory_weight(0.0, tref_us, wd0))
+            if not in_refr[j]:
+                in_refr[j] = True
+                refr[n_refr] = j
                 n_refr += 1
     state[1] = n_refr
-    if kappa != 0.0:  # step 4, then the clip of step 5
-        n_loc = 0
+    if kappa != 0.0:  # step 4, then the clip of step 5: each location with spikes, once
         for s in range(first, n_out):
             i = out_buf[s]
             q = i % HW
-            if loc_n[q] == 0:
-                touched[n_loc] = q
-                n_loc += 1
-            loc_n[q] += 1
-            fired[i] = True
-        for r in range(n_loc):
-            q = touched[r]
-            ns = loc_n[q]
+            base = q * C
+            ns = 0  # 0: this location was done for an earlier spiker of the event
             for c in range(C):
-                j = c * HW + q
+                ns += np.int32(fired[base + c])
+            if ns == 0:
+                continue
+            for c in range(C):
+                j = base + c
                 k32 = np.float32(kappa * (ns - 1)) if fired[j] else np.float32(kappa * ns)
                 val = U[j] + k32 * thG[c]
                 U[j] = val if val > -thG[c] else -thG[c]
-            loc_n[q] = 0
+            for c in range(C):
+                fired[base + c] = False  # marks the location as done
+    else:
         for s in range(first, n_out):
-            fired[out_buf[s]] = False
+            i = out_buf[s]
+            c = i // HW
+            fired[(i - c * HW) * C + c] = False
     if train and rho > 0.0:  # step 6, per map
         for s in range(first, n_out):
             map_buf[s - first] = out_buf[s] // HW
         _homeostasis(th, th64, map_buf, 0, n_s, rho / HW, floor, unmet)
-    return out_buf, n_out, n_s, n_t
+    return out_buf, n_out, n_s, n_loc * C
+
+
+@numba.njit(cache=True)
+def _conv_outputs(a_row, count_row, a_val, a_t, count, t_end, tau_us, C, HW):
+    """Traces at t_end and counts of a conv layer, from its channels-last state into network order."""
+    for q in range(HW):
+        for c in range(C):
+            j = q * C + c
+            i = c * HW + q
+            a_row[i] = a_val[j] * decay_factor(t_end - a_t[j], tau_us) if a_val[j] != 0.0 else 0.0
+            count_row[i] = count[j]
 
 
 @numba.njit(cache=True)
@@ -181,8 +210,6 @@ def simulate_layered_sample(kinds, w2d, wflat, geoms, pool_maps, n_locs, thresho
     count = [np.zeros(sizes[l], np.int32) for l in range(L)]
     unmet = [np.zeros(thresholds[l].shape[0], np.float64) for l in range(L)]
     fired = [np.zeros(sizes[l], np.bool_) for l in range(L)]
-    loc_n = [np.zeros(n_locs[l], np.int32) for l in range(L)]
-    touched = [np.zeros(n_locs[l], np.int32) for l in range(L)]
     map_buf = [np.zeros(sizes[l], np.int32) for l in range(L)]
     thG = [np.zeros(thresholds[l].shape[0], np.float32) for l in range(L)]
     bufs = [np.empty(max(16, sizes[l]), np.int32) for l in range(L)]
@@ -224,7 +251,7 @@ def simulate_layered_sample(kinds, w2d, wflat, geoms, pool_maps, n_locs, thresho
                     buf, n_out, n_s, ops = _conv_event(
                         wflat[l], geoms[l], p, t, V[l], state[l], last_spike[l], wdyn[l], cs[l], refr[l], in_refr[l], th[l],
                         th64[l], thG[l], kappas[l], floors[l], gamma, tau_us, tref_us, wd0, train, rho, unmet[l],
-                        count[l], a_val[l], a_t[l], fired[l], loc_n[l], touched[l], map_buf[l], buf, n_out)
+                        count[l], a_val[l], a_t[l], fired[l], map_buf[l], buf, n_out)
                     synops += ops
                     if kappas[l] != 0.0:
                         synops += n_s * (thresholds[l].shape[0] - 1)
@@ -247,9 +274,13 @@ def simulate_layered_sample(kinds, w2d, wflat, geoms, pool_maps, n_locs, thresho
         r += 1
     _trace_at(x_out[b], x_val, x_t, t_end, tau_us)
     for l in range(L):
-        _trace_at(a_out[l][b], a_val[l], a_t[l], t_end, tau_us)
-        for i in range(sizes[l]):
-            count_out[l][b, i] = count[l][i]
+        if kinds[l] == CONV:  # channels-last state -> network order
+            _conv_outputs(a_out[l][b], count_out[l][b], a_val[l], a_t[l], count[l], t_end, tau_us,
+                          thresholds[l].shape[0], n_locs[l])
+        else:
+            _trace_at(a_out[l][b], a_val[l], a_t[l], t_end, tau_us)
+            for i in range(sizes[l]):
+                count_out[l][b, i] = count[l][i]
         for c in range(thresholds[l].shape[0]):
             dth_out[l][b, c] = th64[l][c] - thresholds[l][c]
             unmet_out[l][b, c] = unmet[l][c]
