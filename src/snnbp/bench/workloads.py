@@ -502,6 +502,8 @@ def _measure_dense(engine, sizes, images, labels, ms, batch, n, device, config):
     from snnbp.train.build import build_network
 
     rule = "bptt" if engine == "dense-bptt" else "lee2016"
+    if engine == "event-lee2016":
+        device = "cpu"  # the event engine runs on the CPU whatever --device says
     over = [f"train.engine={'event' if engine == 'event-lee2016' else 'dense'}", f"train.device={device}", f"train.dt_ms={DT_MS}", f"train.rule={rule}",
             "optim.name=adam", f"optim.batch_size={batch}", "optim.lr=0.001", "optim.lr_th_ratio=1.0",
             f"data.train_ms={ms}"]
