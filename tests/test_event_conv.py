@@ -213,22 +213,24 @@ def _reference(net: Network, channels, times_us, t_end_us, train=False, rho=0.0)
     return counts, traces, synops, [th[l] - th0[l] for l in range(L)]
 
 
-def _random_layered(seed, kappa=-0.5):
+def _random_layered(seed, kappa=-0.5, n=120, t_end_us=30_000.0):
     rng = np.random.default_rng(seed)
     net = Network.create_layered((2, 6, 6), ["conv:3:3", "pool:2", "conv:4:2", "fc:10"], [kappa, kappa, -1.0],
                                  alpha=1.0, floor_alpha=0.0, neuron=NeuronParams(tau_mp_ms=TAU, t_ref_ms=1.0), seed=seed)
     net.weights = [np.abs(w) * 1.5 if l < 2 else w for l, w in enumerate(net.weights)]  # make the maps fire
-    n = 120
     ch = rng.integers(0, 72, n)
-    t = np.sort(rng.uniform(0.0, 30_000.0, n))
+    t = np.sort(rng.uniform(0.0, t_end_us, n))
     return net, ch, t
 
 
-@pytest.mark.parametrize("seed", [0, 1, 2])
-def test_engine_equals_the_reference_simulation(seed):
-    net, ch, t = _random_layered(seed)
-    res = run_events(net, EventBatch.from_lists([ch.astype(np.int32)], [t], [30_000.0]), train=True, rho=1e-3)
-    counts, traces, synops, dth = _reference(net, ch, t, 30_000.0, train=True, rho=1e-3)
+# (seed, events, presentation in us): the 1 s case crosses the conv layers' frame renormalization
+# (layered.RENORM_LOG: every 14 tau_mp = 280 ms here) several times
+@pytest.mark.parametrize("seed, n, t_end", [(0, 120, 30_000.0), (1, 120, 30_000.0), (2, 120, 30_000.0),
+                                            (5, 400, 1_000_000.0)])
+def test_engine_equals_the_reference_simulation(seed, n, t_end):
+    net, ch, t = _random_layered(seed, n=n, t_end_us=t_end)
+    res = run_events(net, EventBatch.from_lists([ch.astype(np.int32)], [t], [t_end]), train=True, rho=1e-3)
+    counts, traces, synops, dth = _reference(net, ch, t, t_end, train=True, rho=1e-3)
     assert sum(c.sum() for c in counts[:2]) > 20  # the conv layers do fire
     for l in range(net.n_layers):
         np.testing.assert_array_equal(res.counts[l][0], counts[l])
