@@ -193,8 +193,9 @@ def simulate_layered_sample(kinds, w2d, wflat, geoms, pool_maps, n_locs, thresho
     """One presentation of one sample through a layered network; writes row b of the outputs, returns synops.
 
     Per layer l (tuples indexed by l): kinds[l] FC or CONV; w2d[l] (M_l, N_l) float32 fc weights (pooled
-    rows already / K^2; a (1, 1) dummy for conv); wflat[l] conv weights flat (C, C_in, K, K), / K^2; ptrs,
-    tgts, wixs: conv tables (dummies for fc); pool_maps[l]: source -> pooled source; n_locs[l]: HW (fc 1);
+    rows already / K^2; a (1, 1) dummy for conv); wflat[l] conv weights as (K, K, C_in, C), flat, / K^2;
+    geoms[l] (C_in, H, W, K, H', W') of a conv layer (``_conv_event``); pool_maps[l]: source -> pooled
+    source; n_locs[l]: HW (fc 1);
     thresholds[l] (C_l,) float64 per map (fc: per neuron). Outputs as simulate_sample (kernels.py), with
     dth_out[l][b], unmet_out[l][b] per map (C_l,).
     """
