@@ -68,3 +68,16 @@ def test_unknown_row_is_one_clear_error(tmp_path, capsys):
 def test_table_of_an_empty_results_folder_says_not_run(tmp_path, capsys, args):
     assert main([*args, "--results", str(tmp_path)]) == 0
     assert "not run" in (tmp_path / "README.md").read_text()
+
+
+def test_a_row_without_a_window_shows_its_final_test(tmp_path, capsys):
+    # The main job (eval_last = 0, a time budget) is judged by its final test, read from its metrics.
+    root = write_fake_mnist(tmp_path / "data")
+    args = ["reproduce", "main-job", "--results", str(tmp_path / "results")]
+    for kv in ["model.hidden=[30]", "train.epochs=2", "train.chunk=20", "data.test_ms=200.0", f"data.root=\"{root}\""]:
+        args += ["--set", kv]
+    assert main(args) == 0
+    d = tmp_path / "results" / "main-job"
+    final = 100 * [json.loads(l) for l in (d / "metrics.jsonl").read_text().splitlines()][-1]["test_accuracy"]
+    line = next(l for l in (tmp_path / "results" / "README.md").read_text().splitlines() if l.startswith("| [main-job]"))
+    assert f"{final:.2f} (final test)" in line and "finished, 2 epochs" in line
