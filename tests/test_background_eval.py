@@ -134,3 +134,23 @@ def test_bad_mode_is_refused():
         load_config(None, ["train.background_eval=sometimes"])
     with pytest.raises(ConfigError, match="event engine"):
         load_config(None, ["train.background_eval=on", "train.engine=dense"])
+
+
+def test_killed_while_the_last_tests_drain_resumes_exactly(tmp_path, monkeypatch):
+    # Every epoch is trained and checkpointed with its test outstanding, then the run dies while it waits for
+    # the tests: the resumed run has no epoch left to train and must still test, write and commit them.
+    assert main(_args(tmp_path, "whole", "off")) == 0
+    monkeypatch.setattr(bg_mod.BackgroundEvaluator, "result", lambda self, epoch: None)
+
+    def killed(self):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(bg_mod.BackgroundEvaluator, "drain", killed)
+    assert main(_args(tmp_path, "cut", "on")) == 130
+    cut = tmp_path / "cut"
+    _, _, _, progress, _ = load_checkpoint(cut / LAST)
+    assert progress["epoch"] == 4 and [r["epoch"] for r in progress["unwritten"]] == [1, 2, 3, 4]
+    monkeypatch.undo()
+    assert main(["train", "--resume", str(cut)]) == 0
+    assert _metrics(cut) == _metrics(tmp_path / "whole")
+    assert (cut / "summary.json").is_file()

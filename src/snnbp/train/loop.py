@@ -136,6 +136,7 @@ def _epochs(cfg, out_dir, resume, progress_bar, log, commit, dist, evaluate, sou
     log(f"data: {source.name}; {n_train} training / {len(source.test_labels)} test samples; network " + net.describe()
         + ("; tests run in a background process" if background is not None else ""))
     stopped_early = False
+    partial = None  # the running statistics of an epoch cut short, for its checkpoint
     while prog.epoch < tc.epochs:
         epoch = prog.epoch
         decay = oc.decay_per_epoch ** epoch
