@@ -137,7 +137,8 @@ def _conv_event(Wt, geom, p, t, U, state, last_spike, wdyn, ones, refr, in_refr,
         a_val[j] = a_val[j] * decay_factor(t - a_t[j], tau_us) + 1.0
         a_t[j] = t
         last_spike[j] = t
-        fired[j] = True
+        if kappa != 0.0:
+            fired[j] = True  # read (and cleared) by the WTA step below
         if tref_us > 0.0:
             wdyn[j] = np.float32(refractory_weight(0.0, tref_us, wd0))
             if not in_refr[j]:
@@ -162,11 +163,6 @@ def _conv_event(Wt, geom, p, t, U, state, last_spike, wdyn, ones, refr, in_refr,
                 U[j] = val if val > -thG[c] else -thG[c]
             for c in range(C):
                 fired[base + c] = False  # marks the location as done
-    else:
-        for s in range(first, n_out):
-            i = out_buf[s]
-            c = i // HW
-            fired[(i - c * HW) * C + c] = False
     if train and rho > 0.0:  # step 6, per map
         for s in range(first, n_out):
             map_buf[s - first] = out_buf[s] // HW
