@@ -283,3 +283,63 @@ def test_homeostasis_stays_zero_sum_at_the_smallest_rho_of_the_schedule(name, ba
         rise = rho * net.sizes[l] * spikes[l]  # what the spikers gained in total
         assert spikes[l] > 0 and rise > 0
         assert abs(float(net.thresholds[l].sum()) - sums[l]) < 1e-6 * rise, l
+
+
+@pytest.mark.parametrize("floor", [0.3, 0.97])  # 0.97: homeostasis hits the floor -> weight compensation
+def test_fused_adam_equals_torch_adam_batch1(floor):
+    # Two chunks (Adam's step count and moments must carry over), regularizer and homeostasis on:
+    # unlike SGD, both paths take the same explicit eq. 13 gradient inside Adam.
+    kw = dict(name="adam", lr_th_ratio=1.0, lam=0.01)
+    rho, lr = 2e-3, 3e-3
+    net_a, net_b = _net(floor=floor), _net(floor=floor)
+    tr_a = EventTrainer(net_a, _cfg(**kw))
+    assert tr_a.fused_adam
+    tr_b = EventTrainer(net_b, _cfg(batch_size=2, **kw))
+    assert not tr_b.fused_adam
+    tr_b.cfg.batch_size = 1  # minibatch path, one torch.optim.Adam step per sample
+    before = _net(floor=floor)
+    for chunk in range(2):
+        batch = _batch(seed=chunk, n_samples=3)
+        labels = np.array([0, 2, 1])
+        st_a = tr_a.step_chunk(batch, labels, lr, rho)
+        st_b = tr_b.step_chunk(batch, labels, lr, rho)
+        assert st_a.correct == st_b.correct and st_a.synops == st_b.synops
+        np.testing.assert_array_equal(st_a.spikes, st_b.spikes)
+        np.testing.assert_allclose([st_a.loss, st_a.reg_loss], [st_b.loss, st_b.reg_loss], rtol=1e-5)
+    for l in range(net_a.n_layers):
+        assert not np.allclose(net_a.weights[l], before.weights[l], atol=1e-4)
+        np.testing.assert_allclose(net_a.weights[l], net_b.weights[l], rtol=1e-4, atol=2e-6)
+        np.testing.assert_allclose(net_a.thresholds[l], net_b.thresholds[l], rtol=1e-4, atol=2e-6)
+        assert np.all(net_a.thresholds[l] >= floor - 1e-7)
+    ta, ma = tr_a.state_tensors()
+    tb, mb = tr_b.state_tensors()
+    assert sorted(ta) == sorted(tb) and ma == mb  # same checkpoint format, same step counts (6)
+    assert set(ma.values()) == {6.0}
+    for k in ta:
+        np.testing.assert_allclose(ta[k], tb[k], rtol=1e-3, atol=1e-9)
+
+
+def test_fused_adam_resumes_from_its_state_tensors():
+    # Train 2 chunks; separately train 1, checkpoint (state tensors + parameters), restore into a
+    # fresh trainer and train the 2nd: the results are equal bit for bit.
+    kw = dict(name="adam", lr_th_ratio=1.0, lam=0.01)
+    batches = [_batch(seed=s, n_samples=2) for s in range(2)]
+    labels = np.array([1, 0])
+    ref = _net()
+    tr = EventTrainer(ref, _cfg(**kw))
+    for b in batches:
+        tr.step_chunk(b, labels, 2e-3, 1e-3)
+    first = _net()
+    tr1 = EventTrainer(first, _cfg(**kw))
+    tr1.step_chunk(batches[0], labels, 2e-3, 1e-3)
+    tensors, meta = tr1.state_tensors()
+    resumed = _net()
+    for l in range(resumed.n_layers):
+        resumed.weights[l][:] = first.weights[l]
+        resumed.thresholds[l][:] = first.thresholds[l]
+    tr2 = EventTrainer(resumed, _cfg(**kw))
+    tr2.load_state_tensors(tensors, meta)
+    tr2.step_chunk(batches[1], labels, 2e-3, 1e-3)
+    for l in range(ref.n_layers):
+        np.testing.assert_array_equal(resumed.weights[l], ref.weights[l])
+        np.testing.assert_array_equal(resumed.thresholds[l], ref.thresholds[l])

@@ -33,6 +33,7 @@ _MNIST: dict[str, dict] = {
     "event-sgd-50ms": dict(engine="event-sgd", presentation_ms=50.0, batch=1, chunk=100, n_samples=5000),
     "event-sgd-1s": dict(engine="event-sgd", presentation_ms=1000.0, batch=1, chunk=100, n_samples=500),
     "event-adam100-50ms": dict(engine="event-adam", presentation_ms=50.0, batch=100, chunk=100, n_samples=5000),
+    "event-adam1-50ms": dict(engine="event-adam", presentation_ms=50.0, batch=1, chunk=100, n_samples=2000),
     "event-adam100-1s": dict(engine="event-adam", presentation_ms=1000.0, batch=100, chunk=100, n_samples=500),
     "bptt-infer-1s": dict(engine="bptt-infer", presentation_ms=1000.0, batch=100, n_samples=300),
     "event-infer-1s": dict(engine="event-infer", presentation_ms=1000.0, batch=1000, n_samples=2000,
@@ -80,6 +81,7 @@ QUICK: dict[str, dict] = {
     "event-sgd-50ms": dict(chunk=20, n_samples=40),
     "event-sgd-1s": dict(chunk=10, n_samples=10),
     "event-adam100-50ms": dict(batch=20, chunk=20, n_samples=40),
+    "event-adam1-50ms": dict(chunk=20, n_samples=40),
     "event-adam100-1s": dict(batch=10, chunk=10, n_samples=10),
     "bptt-infer-1s": dict(batch=10, n_samples=10),
     "event-infer-1s": dict(batch=20, n_samples=20, pretrain_samples=0),
@@ -98,6 +100,7 @@ RATIOS: dict[str, list[tuple[str, str, str, str]]] = {
     "mnist": [
         ("speed: event SGD bs1 / BPTT, 50 ms", "speed", "event-sgd-50ms", "bptt-50ms"),
         ("speed: event Adam bs100 / BPTT, 50 ms", "speed", "event-adam100-50ms", "bptt-50ms"),
+        ("speed: event Adam bs1 (per-sample, fused) / BPTT, 50 ms", "speed", "event-adam1-50ms", "bptt-50ms"),
         ("speed: event SGD bs1 / BPTT, 1 s", "speed", "event-sgd-1s", "bptt-1s"),
         ("speed: event Adam bs100 / BPTT, 1 s", "speed", "event-adam100-1s", "bptt-1s"),
         ("speed: event inference / BPTT inference, 1 s", "speed", "event-infer-1s", "bptt-infer-1s"),

@@ -2,6 +2,8 @@
 
 Two paths, one rule:
   * SGD with batch size 1 (the paper's protocol): ``event_steps.sgd_per_sample``, fully compiled.
+  * Adam with batch size 1 (the paper's 784-300-300-10 row): ``event_steps.adam_per_sample``, fully
+    compiled, on the moment buffers of a torch.optim.Adam (so checkpoints are those of the torch path).
   * anything else (mini-batches, Adam): samples of a batch are simulated in parallel on all cores,
     their gradients averaged by ``event_steps.batch_gradients``, and a torch optimizer
     (torch.optim.SGD / torch.optim.Adam) updates ``torch.from_numpy`` views of the network's arrays.
@@ -21,7 +23,7 @@ from snnbp.event_engine.engine import run_events
 from snnbp.gradient.lee2016 import FLOOR_MODES, enforce_floor, floor_raise_per_unit
 from snnbp.model import Network
 from snnbp.config import OptimConfig
-from snnbp.train.event_steps import batch_gradients, sgd_per_sample
+from snnbp.train.event_steps import adam_per_sample, batch_gradients, sgd_per_sample
 from snnbp.train.protocol import (ChunkStats, load_optimizer_state, make_optimizer, optimizer_state_tensors,
                                   set_learning_rates)
 
@@ -36,6 +38,7 @@ class EventTrainer:
         # The output layer gets no weight regularization: the max-normalized loss needs none (3.8).
         self.reg_layers = np.array([l < L - 1 for l in range(L)], np.bool_)
         self.fused = optim.name == "sgd" and optim.batch_size == 1
+        self.fused_adam = optim.name == "adam" and optim.batch_size == 1
         self._w_t = [torch.from_numpy(w) for w in net.weights]
         self._th_t = [torch.from_numpy(t) for t in net.thresholds]
         self.optimizer = None
@@ -73,6 +76,8 @@ class EventTrainer:
         batch.validate(self.net.n_inputs)
         if self.fused:
             return self._sgd_chunk(batch, labels, lr, rho)
+        if self.fused_adam:
+            return self._adam_chunk(batch, labels, lr, rho)
         total = None
         bs = self.cfg.batch_size
         for s in range(0, len(batch), bs):
@@ -96,6 +101,48 @@ class EventTrainer:
              FLOOR_MODES[c.floor_compensation]),
             self._sgd_scratch(), self._lazy_columns(), stats, spikes, unit_spikes,
         )
+        return ChunkStats(len(batch), stats[0], stats[1], int(stats[2]), int(stats[3]), spikes, int(stats[4]),
+                          list(unit_spikes))
+
+    def _adam_state(self) -> tuple[tuple, np.ndarray]:
+        """(m_w, v_w, m_th, v_th) as numpy views of the torch optimizer's state, and the step count.
+
+        The state is created here (zeros, step 0) when the optimizer has none yet, exactly as
+        torch.optim.Adam would on its first step; views are taken afresh per chunk because loading
+        a checkpoint replaces the tensors.
+        """
+        opt = self.optimizer
+        params = self._w_t + self._th_t
+        for p in params:
+            if p not in opt.state or "exp_avg" not in opt.state[p]:
+                opt.state[p] = {"step": torch.tensor(0.0), "exp_avg": torch.zeros_like(p),
+                                "exp_avg_sq": torch.zeros_like(p)}
+        views = [[opt.state[p][k].numpy() for p in group] for group in (self._w_t, self._th_t)
+                 for k in ("exp_avg", "exp_avg_sq")]
+        m_w, v_w, m_th, v_th = (tuple(v) for v in views)
+        steps = {float(opt.state[p]["step"]) for p in params}
+        if len(steps) != 1:
+            raise RuntimeError(f"Adam state has unequal step counts {sorted(steps)}; per-sample Adam needs one")
+        return (m_w, v_w, m_th, v_th), np.array([int(steps.pop())], np.int64)
+
+    def _adam_chunk(self, batch: EventBatch, labels: np.ndarray, lr: float, rho: float) -> ChunkStats:
+        net, c, p = self.net, self.cfg, self.net.neuron
+        stats = np.zeros(5)
+        spikes = np.zeros(net.n_layers, np.int64)
+        unit_spikes = tuple(np.zeros(n, np.int64) for n in net.sizes)
+        moments, step = self._adam_state()
+        b1, b2 = (float(b) for b in c.adam_betas)
+        adam_per_sample(
+            (tuple(net.weights), tuple(net.thresholds), np.asarray(net.kappas), np.asarray(net.floors), self.reg_layers),
+            (batch.channels, batch.times_us, batch.offsets, batch.t_end_us),
+            np.asarray(labels, np.int64),
+            (p.tau_us, p.t_ref_us, p.w_d0, p.gamma, p.sigma),
+            (float(rho), float(lr), float(lr * c.lr_th_ratio), float(c.lam), float(c.beta), bool(c.normalize),
+             FLOOR_MODES[c.floor_compensation], b1, b2, float(c.adam_eps)),
+            self._sgd_scratch(), moments, step, stats, spikes, unit_spikes,
+        )
+        for q in self._w_t + self._th_t:
+            self.optimizer.state[q]["step"] = torch.tensor(float(step[0]))
         return ChunkStats(len(batch), stats[0], stats[1], int(stats[2]), int(stats[3]), spikes, int(stats[4]),
                           list(unit_spikes))
 
