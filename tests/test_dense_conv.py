@@ -306,3 +306,29 @@ def test_exp_regularizer_is_eq13_below_the_cap_and_finite_above():
     loss = exp_weight_regularizer(big, 0.01, 10.0)
     loss.backward()
     assert torch.isfinite(loss) and torch.isfinite(big.grad).all() and (big.grad > 0).all()
+
+
+def test_shared_grad_mean_divides_conv_gradients_by_the_locations_only():
+    # optim.shared_grad = "mean": a conv filter / map threshold gets the mean over its H'W' locations
+    # (here 4 x 4), a fully connected layer's gradients are unchanged.
+    from snnbp.dense.engine import DenseForward
+    from snnbp.dense.lee2016_function import lee2016_gradients
+
+    g = torch.Generator().manual_seed(1)
+    conv = SpikingConv2d(torch.randn(3, 1, 3, 3, generator=g) * 0.3, torch.rand(3, generator=g) + 0.5, (1, 6, 6),
+                         kappa=-0.3)
+    fc = SpikingLinear(torch.randn(48, 5, generator=g) * 0.3, torch.rand(5, generator=g) + 0.5, kappa=-1.0)
+    assert conv.replicas == 16 and fc.replicas == 1
+    B = 2
+    x = torch.rand(B, 36, generator=g) * (torch.rand(B, 36, generator=g) < 0.5)
+    a1 = torch.rand(B, 3, 4, 4, generator=g) * (torch.rand(B, 3, 4, 4, generator=g) < 0.6)
+    a2 = torch.rand(B, 5, generator=g) + 0.1
+    res = DenseForward(x, [a1, a2], [(a1 > 0).float() * 2, (a2 > 0).float()], [], [], None, None, None)
+    err = torch.randn(B, 5, generator=g)
+    gw_s, gth_s = lee2016_gradients([conv, fc], res, err, 1.0, 0.5, True, "sum")
+    gw_m, gth_m = lee2016_gradients([conv, fc], res, err, 1.0, 0.5, True, "mean")
+    assert gw_s[0].abs().sum() > 0 and gth_s[0].abs().sum() > 0
+    assert torch.allclose(gw_m[0], gw_s[0] / 16) and torch.allclose(gth_m[0], gth_s[0] / 16)
+    assert torch.equal(gw_m[1], gw_s[1]) and torch.equal(gth_m[1], gth_s[1])
+    with pytest.raises(ConfigError, match="shared_grad"):
+        load_config(None, ["optim.shared_grad='median'"])

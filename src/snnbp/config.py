@@ -77,6 +77,10 @@ class OptimConfig:
     rho: float = 1e-4  # threshold homeostasis
     decay_per_epoch: float = math.exp(-1.0 / 35.0)  # lr and rho multiplied by this after each epoch
     normalize: bool = True  # error normalization of eq. 11-12
+    # A conv filter and its map's threshold are shared by the H'W' neurons of the map: "sum" adds the
+    # eq. 12 terms of every location (the plain chain rule), "mean" divides by H'W', so a filter steps
+    # like one fully connected neuron and eq. 13 (counted once per filter) keeps its weight. FC: no effect.
+    shared_grad: str = "sum"
     # A threshold held at its floor raises the neuron's weights instead (4.4): "drive" by D / sum_k x_k
     # (same effect on the drive as the refused decrement D), "weight" by D (literal), "none".
     floor_compensation: str = "drive"
@@ -223,6 +227,8 @@ def validate(cfg: Config) -> None:
         raise ConfigError(f"model.alpha needs 1 or {n_layers} values, got {len(cfg.model.alpha)}")
     if cfg.optim.floor_compensation not in ("none", "drive", "weight"):
         raise ConfigError(f"optim.floor_compensation must be 'drive', 'weight' or 'none', got {cfg.optim.floor_compensation!r}")
+    if cfg.optim.shared_grad not in ("sum", "mean"):
+        raise ConfigError(f"optim.shared_grad must be 'sum' or 'mean', got {cfg.optim.shared_grad!r}")
     if cfg.optim.name not in ("sgd", "adam"):
         raise ConfigError(f"optim.name must be 'sgd' or 'adam', got {cfg.optim.name!r}")
     if cfg.data.source not in ("mnist", "nmnist", "nmnist-synthetic"):

@@ -123,6 +123,12 @@ class SpikingConv2d(nn.Module):
         return self.weight.shape[0]
 
     @property
+    def replicas(self) -> int:
+        """Neurons sharing one filter and threshold: the H'W' locations of a map."""
+        _, h, w = self.out_shape
+        return h * w
+
+    @property
     def ops_per_input_event(self) -> int:
         """An input event reaches C K^2 neurons (fewer at the map's border; counted as interior)."""
         return self.weight.shape[0] * self.kernel ** 2
@@ -237,6 +243,7 @@ class SpikingPool2d(nn.Module):
     fan_in = property(lambda self: self.layer.fan_in)
     neurons_per_field = property(lambda self: self.layer.neurons_per_field)
     group_size = property(lambda self: self.layer.group_size)
+    replicas = property(lambda self: self.layer.replicas)
     ops_per_input_event = property(lambda self: self.layer.ops_per_input_event)
     ops_per_wta_spike = property(lambda self: self.layer.ops_per_wta_spike)
 

@@ -86,6 +86,11 @@ class SpikingLinear(nn.Module):
         return self.weight.shape[1]
 
     @property
+    def replicas(self) -> int:
+        """Neurons sharing one weight column and threshold: 1 in a fully connected layer."""
+        return 1
+
+    @property
     def ops_per_input_event(self) -> int:
         return self.weight.shape[1]
 

@@ -113,13 +113,19 @@ def layer_gradients(layer, x: torch.Tensor, a: torch.Tensor, d: torch.Tensor, ga
 
 
 def lee2016_gradients(layers, res: DenseForward, err: torch.Tensor, gamma: float, sigma: float,
-                      normalize: bool = True) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
-    """(grad W per layer, grad V_th per layer) of eqs. 11-12 from final traces/counts and dL/do."""
+                      normalize: bool = True, shared_grad: str = "sum") -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+    """(grad W per layer, grad V_th per layer) of eqs. 11-12 from final traces/counts and dL/do.
+
+    shared_grad = "mean" divides a layer's gradients by its ``replicas`` (H'W' for a conv layer, 1 for
+    FC): optim.shared_grad in config.py says why.
+    """
     deltas = lee2016_deltas(layers, res.counts, err, gamma, normalize)
     gw, gth = [], []
     for l, layer in enumerate(layers):
         x = res.x_in if l == 0 else res.traces[l - 1]
         w, t = layer_gradients(layer, x, res.traces[l], deltas[l], gamma, sigma, normalize)
+        if shared_grad == "mean" and layer.replicas > 1:
+            w, t = w / layer.replicas, t / layer.replicas
         gw.append(w)
         gth.append(t)
     return gw, gth
@@ -136,6 +142,7 @@ class Lee2016Call:
     rho: float = 0.0
     normalize: bool = True
     readout_ms: object = None
+    shared_grad: str = "sum"  # optim.shared_grad
     # simulate(call) -> DenseForward replaces the dense simulation (the event engine's forward pass for
     # layered networks, train/dense_trainer.py); inp is then whatever it reads (an EventBatch)
     simulate: object = None
@@ -166,7 +173,8 @@ class Lee2016Function(torch.autograd.Function):
         L = len(call.layers)
         saved = ctx.saved_tensors
         res = DenseForward(saved[0], list(saved[1:1 + L]), list(saved[1 + L:1 + 2 * L]), [], [], None, None, None)
-        gw, gth = lee2016_gradients(call.layers, res, grad_o, call.neuron.gamma, call.neuron.sigma, call.normalize)
+        gw, gth = lee2016_gradients(call.layers, res, grad_o, call.neuron.gamma, call.neuron.sigma, call.normalize,
+                                    call.shared_grad)
         grads = []
         for w, t in zip(gw, gth):
             grads += [w, t]
@@ -183,9 +191,11 @@ class Lee2016Rule:
 
     normalize: bool = True
     name: str = "lee2016"
+    shared_grad: str = "sum"  # optim.shared_grad (conv layers only)
 
     def forward(self, model, inp, *, train: bool, rho: float, readout_ms=None):
-        call = Lee2016Call(list(model.layers), inp, model.neuron, train, rho, self.normalize, readout_ms)
+        call = Lee2016Call(list(model.layers), inp, model.neuron, train, rho, self.normalize, readout_ms,
+                           shared_grad=self.shared_grad)
         params = [p for layer in model.layers for p in (layer.weight, layer.threshold)]
         o = Lee2016Function.apply(call, *params)
         return o, call.result

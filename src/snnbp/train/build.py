@@ -45,7 +45,7 @@ def make_rule(cfg: Config):
         return SurrogateBPTT(surrogate=cfg.train.surrogate, slope=cfg.train.surrogate_slope)
     from snnbp.dense.lee2016_function import Lee2016Rule
 
-    return Lee2016Rule(normalize=cfg.optim.normalize)
+    return Lee2016Rule(normalize=cfg.optim.normalize, shared_grad=cfg.optim.shared_grad)
 
 
 def run_context(cfg: Config):

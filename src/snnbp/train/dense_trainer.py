@@ -81,7 +81,7 @@ class DenseTrainer:
         if optim.batch_size < 1:
             raise ConfigError(f"optim.batch_size={optim.batch_size} must be at least 1")
         self.dist.check_batch(optim.batch_size)
-        self.rule = rule if rule is not None else Lee2016Rule(normalize=optim.normalize)
+        self.rule = rule if rule is not None else Lee2016Rule(normalize=optim.normalize, shared_grad=optim.shared_grad)
         if forward == "event" and (not isinstance(self.rule, Lee2016Rule) or self.device.type != "cpu"):
             raise ConfigError("the event engine trains with the paper's rule on the CPU; set train.rule = 'lee2016' "
                               "and train.device = 'cpu', or train.engine = 'dense'")
@@ -185,7 +185,8 @@ class DenseTrainer:
                                 [t(u).reshape(-1, *s) for u, s in zip(r.unmet, shape)],
                                 t(r.synops.astype(np.float64)), t(r.readout_counts), t(r.readout_synops))
 
-        call = Lee2016Call(list(model.layers), batch, model.neuron, True, rho, self.rule.normalize, simulate=simulate)
+        call = Lee2016Call(list(model.layers), batch, model.neuron, True, rho, self.rule.normalize, simulate=simulate,
+                           shared_grad=self.rule.shared_grad)
         out = Lee2016Function.apply(call, *[p for layer in model.layers for p in (layer.weight, layer.threshold)])
         return out, call.result
 
