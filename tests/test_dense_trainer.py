@@ -251,3 +251,20 @@ def test_dense_resume_equals_uninterrupted_training(tmp_path):
     assert np.abs(b.weights[0] - after_one.weights[0]).max() > 1e-4  # the resumed leg did train epoch 2
     for x, y in zip(a.weights + a.thresholds, b.weights + b.thresholds):
         assert np.abs(x - y).max() < 1e-6
+
+
+def test_decoupled_regularizer_is_its_own_step_after_adam():
+    # optim.weight_reg = "decoupled": Adam sees the data gradient alone (so its step equals that of a
+    # run with lambda = 0), then W_i <- W_i / (1 + lr c_i) with c from the pre-step weights (eq. 13).
+    batch, labels, lr = _batch(B=4), np.array([1, 2, 3, 4]), 0.01
+    init = _net()
+    init.weights[0] *= 3.0  # |w_i|^2 above 1 in places, so the shrink is visible
+    net_a, net_b = init.copy(), init.copy()
+    DenseTrainer(net_a, _cfg(name="adam", lr_th_ratio=1.0, lam=0.01, weight_reg="decoupled"), dt_ms=0.5).step_chunk(
+        batch, labels, lr, 0.0)
+    DenseTrainer(net_b, _cfg(name="adam", lr_th_ratio=1.0, lam=0.0), dt_ms=0.5).step_chunk(batch, labels, lr, 0.0)
+    sq = (init.weights[0].astype(np.float64) ** 2).sum(0)
+    shrink = 1.0 / (1.0 + lr * 0.01 * 10.0 * np.exp(10.0 * (sq - 1.0)))
+    assert shrink.min() < 0.99
+    np.testing.assert_allclose(net_a.weights[0], net_b.weights[0] * shrink, rtol=1e-5, atol=1e-7)
+    np.testing.assert_allclose(net_a.weights[1], net_b.weights[1], rtol=1e-6)  # the output layer: no eq. 13

@@ -285,11 +285,12 @@ def test_homeostasis_stays_zero_sum_at_the_smallest_rho_of_the_schedule(name, ba
         assert abs(float(net.thresholds[l].sum()) - sums[l]) < 1e-6 * rise, l
 
 
+@pytest.mark.parametrize("weight_reg", ["coupled", "decoupled"])
 @pytest.mark.parametrize("floor", [0.3, 0.97])  # 0.97: homeostasis hits the floor -> weight compensation
-def test_fused_adam_equals_torch_adam_batch1(floor):
+def test_fused_adam_equals_torch_adam_batch1(floor, weight_reg):
     # Two chunks (Adam's step count and moments must carry over), regularizer and homeostasis on:
-    # unlike SGD, both paths take the same explicit eq. 13 gradient inside Adam.
-    kw = dict(name="adam", lr_th_ratio=1.0, lam=0.01)
+    # unlike SGD, both paths take the same eq. 13 step (inside Adam's gradient, or after Adam's step).
+    kw = dict(name="adam", lr_th_ratio=1.0, lam=0.5, weight_reg=weight_reg)
     rho, lr = 2e-3, 3e-3
     net_a, net_b = _net(floor=floor), _net(floor=floor)
     tr_a = EventTrainer(net_a, _cfg(**kw))
@@ -343,3 +344,32 @@ def test_fused_adam_resumes_from_its_state_tensors():
     for l in range(ref.n_layers):
         np.testing.assert_array_equal(resumed.weights[l], ref.weights[l])
         np.testing.assert_array_equal(resumed.thresholds[l], ref.thresholds[l])
+
+
+@pytest.mark.parametrize("fused", [True, False])
+def test_decoupled_regularizer_spares_weights_without_data_gradient(fused):
+    # Input channel 7 never fires, so its weights get no data gradient. Coupled (eq. 13 inside Adam's
+    # gradient), Adam normalizes the tiny pull c w into steps of size ~lr; decoupled, the weights only
+    # shrink by the factor 1 / (1 + lr c) per step, which for |w|^2 < 1 is almost 1.
+    batch = EventBatch.from_lists([np.array(list(range(7)) * 20, np.int32)] * 3,
+                                  [np.linspace(0, 39e3, 140)] * 3, [40e3] * 3)
+    lr = 1e-2
+    delta = {}
+    for weight_reg in ("coupled", "decoupled"):
+        net = _net(seed=2)
+        net.weights[0] *= 0.4  # |w_i|^2 < 1: eq. 13's pull is weak (c_i ~ 1e-3)
+        w7 = net.weights[0][7].copy()
+        c, _ = weight_regularization(net.weights[0], 0.01, 10.0)
+        tr = EventTrainer(net, _cfg(name="adam", lr_th_ratio=1.0, lam=0.01, weight_reg=weight_reg,
+                                    batch_size=1 if fused else 2))
+        if not fused:
+            tr.cfg.batch_size = 1
+        assert tr.fused_adam == fused
+        tr.step_chunk(batch, np.array([0, 1, 2]), lr, 0.0)
+        delta[weight_reg] = np.abs(net.weights[0][7] - w7)
+    assert c.max() < 0.05
+    # coupled: three Adam steps of ~lr each (fewer net where a small weight crosses zero)
+    assert np.all(delta["coupled"] > 2 * lr), delta["coupled"]
+    # decoupled: |w| (1 - (1 + lr c)^-3) <= 3 lr c |w|, up to float32 rounding of the three products
+    assert delta["decoupled"].max() > 0
+    assert np.all(delta["decoupled"] <= 3 * lr * c * np.abs(w7) + 8 * np.spacing(np.abs(w7))), (delta["decoupled"], c)

@@ -81,6 +81,11 @@ class OptimConfig:
     # eq. 12 terms of every location (the plain chain rule), "mean" divides by H'W', so a filter steps
     # like one fully connected neuron and eq. 13 (counted once per filter) keeps its weight. FC: no effect.
     shared_grad: str = "sum"
+    # How eq. 13 meets the optimizer: "coupled" adds its gradient to the data gradient (what the
+    # optimizer then rescales: Adam turns the tiny pull on a weight without data gradient into a full
+    # step of size lr); "decoupled" applies it as its own step after the optimizer's, W_i / (1 + lr c_i)
+    # (as AdamW decouples weight decay). Equal to first order under plain SGD.
+    weight_reg: str = "coupled"
     # A threshold held at its floor raises the neuron's weights instead (4.4): "drive" by D / sum_k x_k
     # (same effect on the drive as the refused decrement D), "weight" by D (literal), "none".
     floor_compensation: str = "drive"
@@ -227,6 +232,8 @@ def validate(cfg: Config) -> None:
         raise ConfigError(f"model.alpha needs 1 or {n_layers} values, got {len(cfg.model.alpha)}")
     if cfg.optim.floor_compensation not in ("none", "drive", "weight"):
         raise ConfigError(f"optim.floor_compensation must be 'drive', 'weight' or 'none', got {cfg.optim.floor_compensation!r}")
+    if cfg.optim.weight_reg not in ("coupled", "decoupled"):
+        raise ConfigError(f"optim.weight_reg must be 'coupled' or 'decoupled', got {cfg.optim.weight_reg!r}")
     if cfg.optim.shared_grad not in ("sum", "mean"):
         raise ConfigError(f"optim.shared_grad must be 'sum' or 'mean', got {cfg.optim.shared_grad!r}")
     if cfg.optim.name not in ("sgd", "adam"):

@@ -123,13 +123,15 @@ class DenseTrainer:
         unmet = [torch.zeros_like(t) for t in self._th]
         unit_spikes = [torch.zeros(layer.out_shape, dtype=torch.float64, device=self.device) for layer in model.layers]
         with_reg = self.dist.is_main and c.lam > 0.0
+        decoupled = c.weight_reg == "decoupled" and c.lam > 0.0
         if batch is not None:
             if self.forward == "event":
                 out, res = self._event_forward(batch, rho)
             else:
                 inp = DenseInput.from_events(batch, model.n_inputs, self.dt_ms, self.device)
                 out, res = model(inp, train=True, rho=rho)
-            loss, per_sample = model.loss(out, labels, c.lam, c.beta, denominator=n_global, with_reg=with_reg)
+            loss, per_sample = model.loss(out, labels, c.lam, c.beta, denominator=n_global,
+                                          with_reg=with_reg and not decoupled)
             loss.backward()
             with torch.no_grad():
                 y = torch.as_tensor(labels, device=self.device)
@@ -144,7 +146,7 @@ class DenseTrainer:
                     unit_spikes[l] += counts.sum(0)
                     dth[l] += res.dth[l].sum(0)
                     unmet[l] += res.unmet[l].sum(0)
-        elif with_reg:
+        elif with_reg and not decoupled:
             model.regularizer(c.lam, c.beta).backward()
         if with_reg:
             stats[1] = float(model.regularizer(c.lam, c.beta).detach()) * n_global
@@ -153,7 +155,11 @@ class DenseTrainer:
                 p.grad = torch.zeros_like(p)
         grads = [p.grad for p in self._w + self._th]
         self.dist.all_reduce_sum_(grads + dth + unmet + unit_spikes + [stats])
+        shrink = model.decoupled_shrink(c.lam, c.beta, self.optimizer.param_groups[0]["lr"]) if decoupled else []
         self.optimizer.step()
+        with torch.no_grad():
+            for layer, s in shrink:  # eq. 13 as its own step after the optimizer's (optim.weight_reg)
+                layer.weight_matrix().mul_(s)
         s = stats.cpu().numpy()
         mode = FLOOR_MODES[c.floor_compensation]
         for l, layer in enumerate(model.layers):

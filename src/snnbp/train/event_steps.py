@@ -208,12 +208,13 @@ def batch_gradients(weights, thresholds, kappas, reg_layers, x_in, traces, count
 # ZeroDivisionError branch, which keeps LLVM from vectorizing the loop (measured: scalar code, 2.3x
 # slower than torch's fused Adam step; vectorized, 0.4-0.6x of its time including the gradient).
 @numba.njit(cache=True, fastmath=True, error_model="numpy")
-def _adam_weight_sweep(W, m_w, v_w, x, s_coef, d, c, b1, b2, step_size, bc2_sqrt, eps, sq_new):
+def _adam_weight_sweep(W, m_w, v_w, x, s_coef, d, c, shrink, b1, b2, step_size, bc2_sqrt, eps, sq_new):
     """One Adam step on every weight of a layer; the gradient is built row by row, never stored.
 
     g[k, i] = s_coef x_k delta_i (eq. 12, rows with x_k > 0) + c_i W[k, i] (eq. 13, c = 0 where the
     layer is not regularized), then torch.optim.Adam's update (float32, same order of operations):
-    m <- b1 m + (1 - b1) g; v <- b2 v + (1 - b2) g^2; W <- W - step_size m / (sqrt(v) / bc2_sqrt + eps).
+    m <- b1 m + (1 - b1) g; v <- b2 v + (1 - b2) g^2; W <- W - step_size m / (sqrt(v) / bc2_sqrt + eps),
+    then W[:, i] *= shrink_i (the decoupled eq. 13 step, optim.weight_reg; ones when coupled).
     sq_new (N,) float64 += the new W[k, i]^2, so the next sample's eq. 13 needs no extra sweep.
     """
     M, N = W.shape
@@ -222,6 +223,7 @@ def _adam_weight_sweep(W, m_w, v_w, x, s_coef, d, c, b1, b2, step_size, bc2_sqrt
     fstep, fbc2, feps = np.float32(step_size), np.float32(bc2_sqrt), np.float32(eps)
     d32 = d.astype(np.float32)
     c32 = c.astype(np.float32)
+    sh32 = shrink.astype(np.float32)
     sq32 = np.zeros(N, np.float32)
     for k in range(M):
         row, mr, vr = W[k], m_w[k], v_w[k]
@@ -233,7 +235,7 @@ def _adam_weight_sweep(W, m_w, v_w, x, s_coef, d, c, b1, b2, step_size, bc2_sqrt
             vi = fb2 * vr[i] + one_b2 * g * g
             mr[i] = mi
             vr[i] = vi
-            w = w - fstep * mi / (np.sqrt(vi) / fbc2 + feps)
+            w = (w - fstep * mi / (np.sqrt(vi) / fbc2 + feps)) * sh32[i]
             row[i] = w
             sq32[i] += w * w
         if (k & 255) == 255:  # bound the float32 round-off of the norms: flush every 256 rows
@@ -269,7 +271,8 @@ def adam_per_sample(net, events, labels, neuron, hyper, scratch, moments, step, 
     gradient buffer and its zeroing, the Python per sample, and the second norm sweep.
 
     net, events, labels, neuron, scratch, stats, spikes, unit_spikes: as ``sgd_per_sample``.
-    hyper   = (rho, lr_w, lr_th, lam, beta, normalize, floor_mode, b1, b2, eps)
+    hyper   = (rho, lr_w, lr_th, lam, beta, normalize, floor_mode, b1, b2, eps, decoupled): decoupled
+              applies eq. 13 as W_i / (1 + lr_w c_i) after the Adam step instead of inside its gradient
     moments = (m_w, v_w, m_th, v_th): tuples per layer, shapes of the weights / thresholds (torch
               Adam's exp_avg / exp_avg_sq, shared with the checkpointed optimizer state)
     step    (1,) int64: Adam steps taken so far (torch's "step"), advanced per sample.
@@ -277,7 +280,7 @@ def adam_per_sample(net, events, labels, neuron, hyper, scratch, moments, step, 
     weights, thresholds, kappas, floors, reg_layers = net
     offsets = events[2]
     gamma, sigma = neuron[3], neuron[4]
-    rho, lr_w, lr_th, lam, beta, normalize, floor_mode, b1, b2, eps = hyper
+    rho, lr_w, lr_th, lam, beta, normalize, floor_mode, b1, b2, eps, decoupled = hyper
     x_s, a_s, count_s, dth_s, unmet_s, delta_s = scratch[:6]
     m_w, v_w, m_th, v_th = moments
     L = len(weights)
@@ -307,14 +310,17 @@ def adam_per_sample(net, events, labels, neuron, hyper, scratch, moments, step, 
             if m_act > 0:
                 cw = np.sqrt(N / m_act) if normalize else 1.0
                 cth = np.sqrt(N / (m_act * M)) if normalize else 1.0
+            c = np.zeros(N, np.float64)
+            shrink = np.ones(N, np.float64)
             if reg_layers[l] and lam > 0.0:
                 c, rl = regularization_from_norms(sq[l], lam, beta)
                 stats[1] += rl
-            else:
-                c = np.zeros(N, np.float64)
+                if decoupled:
+                    shrink = 1.0 / (1.0 + lr_w * c)
+                    c = np.zeros(N, np.float64)
             sq[l][:] = 0.0
-            _adam_weight_sweep(W, m_w[l], v_w[l], x, cw, delta_s[l][0], c, b1, b2, lr_w / bc1, bc2_sqrt, eps,
-                               sq[l])
+            _adam_weight_sweep(W, m_w[l], v_w[l], x, cw, delta_s[l][0], c, shrink, b1, b2, lr_w / bc1, bc2_sqrt,
+                               eps, sq[l])
             a = a_s[l][0]
             d = delta_s[l][0]
             total_a = 0.0

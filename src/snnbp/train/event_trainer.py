@@ -20,7 +20,7 @@ import torch
 
 from snnbp.data.events import EventBatch
 from snnbp.event_engine.engine import run_events
-from snnbp.gradient.lee2016 import FLOOR_MODES, enforce_floor, floor_raise_per_unit
+from snnbp.gradient.lee2016 import FLOOR_MODES, enforce_floor, floor_raise_per_unit, weight_regularization
 from snnbp.model import Network
 from snnbp.config import OptimConfig
 from snnbp.train.event_steps import adam_per_sample, batch_gradients, sgd_per_sample
@@ -138,7 +138,7 @@ class EventTrainer:
             np.asarray(labels, np.int64),
             (p.tau_us, p.t_ref_us, p.w_d0, p.gamma, p.sigma),
             (float(rho), float(lr), float(lr * c.lr_th_ratio), float(c.lam), float(c.beta), bool(c.normalize),
-             FLOOR_MODES[c.floor_compensation], b1, b2, float(c.adam_eps)),
+             FLOOR_MODES[c.floor_compensation], b1, b2, float(c.adam_eps), c.weight_reg == "decoupled"),
             self._sgd_scratch(), moments, step, stats, spikes, unit_spikes,
         )
         for q in self._w_t + self._th_t:
@@ -171,13 +171,17 @@ class EventTrainer:
         B = len(batch)
         stats = np.zeros(5)
         deltas = tuple(np.zeros((B, n), np.float64) for n in net.sizes)
+        decoupled = c.weight_reg == "decoupled" and c.lam > 0.0
         batch_gradients(
             tuple(net.weights), tuple(net.thresholds), np.asarray(net.kappas), self.reg_layers,
             res.x_in, tuple(res.traces), tuple(res.counts), np.asarray(labels, np.int64),
-            p.gamma, p.sigma, float(c.lam), float(c.beta), bool(c.normalize),
+            p.gamma, p.sigma, 0.0 if decoupled else float(c.lam), float(c.beta), bool(c.normalize),
             tuple(self._grad_w), tuple(self._grad_th), deltas, stats,
         )
+        shrink = self._decoupled_shrink(stats, B) if decoupled else {}
         self._optimizer_step()
+        for l, s in shrink.items():
+            net.weights[l] *= s  # eq. 13 as its own step after the optimizer's (optim.weight_reg)
         mode = FLOOR_MODES[c.floor_compensation]
         for l in range(net.n_layers):
             # Per-sample homeostasis at full strength: the batch's threshold changes are summed.
@@ -189,6 +193,18 @@ class EventTrainer:
         spikes = np.array([cnt.sum() for cnt in res.counts], np.int64)
         unit_spikes = [cnt.sum(axis=0).astype(np.int64) for cnt in res.counts]
         return ChunkStats(B, stats[0], stats[1], int(stats[2]), int(res.synops.sum()), spikes, int(stats[4]), unit_spikes)
+
+    def _decoupled_shrink(self, stats: np.ndarray, batch_size: int) -> dict[int, np.ndarray]:
+        """Per regularized layer, the column factors 1 / (1 + lr c_i) of the decoupled eq. 13 step, from
+        the pre-step weights (c_i = lambda beta exp(beta (|W_i|^2 - 1))); adds the regularizer's loss."""
+        lr = float(self.optimizer.param_groups[0]["lr"])
+        out = {}
+        for l, w in enumerate(self.net.weights):
+            if self.reg_layers[l]:
+                c, rl = weight_regularization(w, float(self.cfg.lam), float(self.cfg.beta))
+                stats[1] += rl * batch_size
+                out[l] = (1.0 / (1.0 + lr * c)).astype(np.float32)
+        return out
 
     # ---- checkpoint support: optimizer state as plain tensors ---------------------------------
 
