@@ -81,3 +81,16 @@ def test_a_row_without_a_window_shows_its_final_test(tmp_path, capsys):
     final = 100 * [json.loads(l) for l in (d / "metrics.jsonl").read_text().splitlines()][-1]["test_accuracy"]
     line = next(l for l in (tmp_path / "results" / "README.md").read_text().splitlines() if l.startswith("| [main-job]"))
     assert f"{final:.2f} (final test)" in line and "finished, 2 epochs" in line
+
+
+def test_a_row_trained_on_synthetic_nmnist_says_so_in_the_table(tmp_path, capsys):
+    from snnbp.config import embedded_config, load_config, to_toml
+
+    d = tmp_path / "results" / "nmnist-800"
+    d.mkdir(parents=True)
+    cfg = load_config(embedded_config("paper/nmnist-800.toml"), ['data.source="nmnist-synthetic"'])
+    (d / "config.toml").write_text(to_toml(cfg))
+    (d / "metrics.jsonl").write_text(json.dumps({"epoch": 1, "epoch_wall_s": 10.0, "test_accuracy": 0.9}) + "\n")
+    assert main(["reproduce", "--table", "--results", str(tmp_path / "results")]) == 0
+    line = next(l for l in (tmp_path / "results" / "README.md").read_text().splitlines() if l.startswith("| [nmnist-800]"))
+    assert "| N-MNIST (synthetic) |" in line and "running: epoch 1/200, latest 90.00 %" in line

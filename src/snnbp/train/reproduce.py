@@ -138,6 +138,8 @@ def row_status(name: str, run_dir: Path) -> dict:
         "machines": sorted({s["machine"] for s in record.get("sessions", []) if "machine" in s}),
         "command": record.get("command", []),
         "data": summary.get("data") if summary else None,
+        # a row trained on the synthetic N-MNIST (data.source = "nmnist-synthetic") says so in the table
+        "synthetic": bool(cfg and cfg.data.source == "nmnist-synthetic"),
     }
     return out
 
@@ -175,7 +177,8 @@ def write_table(results: Path) -> Path:
             if st["latest"]:
                 status += f", latest {st['latest'][1]:.2f} % (epoch {st['latest'][0]})"
         wall = f"{st['wall_s'] / 3600:.2f} h" if st["wall_s"] else "-"
-        lines.append(f"| [{name}]({name}/) | {r.task} | {r.network} | {r.protocol} | {_fmt_triple(r.paper)} | "
+        task = f"{r.task} (synthetic)" if st["synthetic"] else r.task
+        lines.append(f"| [{name}]({name}/) | {task} | {r.network} | {r.protocol} | {_fmt_triple(r.paper)} | "
                      f"{measured} | {status} | {wall} | {', '.join(st['commits']) or '-'} | {r.source} |")
     lines += ["", "Machines:", ""]
     machines = sorted({m for name in ROWS if (results / name).is_dir() for m in row_status(name, results / name)["machines"]})
