@@ -219,3 +219,11 @@ def exp_weight_regularizer(weight: torch.Tensor, lam: float, beta: float) -> tor
     return 0.5 * lam * (torch.exp(capped) * (1.0 + (z - capped))).sum()
 
 
+
+
+def exp_weight_coefficients(weight: torch.Tensor, lam: float, beta: float) -> torch.Tensor:
+    """c_i = lambda beta exp(min(z_i, EXP_CAP)), z_i = beta (|W_i|^2 - 1): the slope factor of
+    ``exp_weight_regularizer`` (its gradient is c_i W_i), one per column of W, no graph."""
+    with torch.no_grad():
+        z = beta * ((weight * weight).sum(0) - 1.0)
+        return lam * beta * torch.exp(z.clamp(max=EXP_CAP))

@@ -26,8 +26,7 @@ from snnbp.data.events import EventBatch
 from snnbp.dense.engine import DenseForward, run_dense
 from snnbp.dense.frames import DenseInput, check_dt
 from snnbp.dense.layers import SpikingLinear
-from snnbp.dense.lee2016_function import Lee2016Rule, exp_weight_regularizer
-from snnbp.gradient.lee2016 import EXP_CAP
+from snnbp.dense.lee2016_function import Lee2016Rule, exp_weight_coefficients, exp_weight_regularizer
 from snnbp.errors import ConfigError
 from snnbp.model import Network
 from snnbp.neuron import NeuronParams
@@ -123,12 +122,8 @@ class DenseSNN(nn.Module):
     def decoupled_shrink(self, lam: float, beta: float, lr: float) -> list:
         """[(layer, 1 / (1 + lr c))] per hidden layer: the decoupled eq. 13 step's column factors from the
         current weights, c_i = lambda beta exp(beta (|W_i|^2 - 1)) (optim.weight_reg = "decoupled")."""
-        out = []
-        for layer in list(self.layers)[:-1]:
-            w = layer.weight_matrix()
-            z = (beta * ((w * w).sum(0) - 1.0)).clamp(max=EXP_CAP)
-            out.append((layer, 1.0 / (1.0 + lr * lam * beta * torch.exp(z))))
-        return out
+        return [(layer, 1.0 / (1.0 + lr * exp_weight_coefficients(layer.weight_matrix(), lam, beta)))
+                for layer in list(self.layers)[:-1]]
 
     def loss(self, out: torch.Tensor, labels, lam: float = 0.0, beta: float = 10.0,
              denominator: int | None = None, with_reg: bool = True):

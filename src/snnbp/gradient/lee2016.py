@@ -143,6 +143,35 @@ def _project_and_step(row, proj, s, dc):
 
 
 @numba.njit(cache=True)
+def eq12_scales(x, N, normalize):
+    """(m, sqrt(N / m), sqrt(N / (m M))) of eq. 12 for input traces x (M,): m = inputs with x_k > 0.
+
+    The scales are 0 when m = 0 (no input, no data gradient); 1 when ``normalize`` is off.
+    """
+    M = x.shape[0]
+    m = 0
+    for k in range(M):
+        if x[k] > 0.0:
+            m += 1
+    if m == 0:
+        return 0, 0.0, 0.0
+    if not normalize:
+        return m, 1.0, 1.0
+    return m, math.sqrt(N / m), math.sqrt(N / (m * M))
+
+
+@numba.njit(cache=True)
+def add_threshold_gradient(gth, a, d, kappa, gamma, sigma, cth, coef):
+    """gth += coef (-cth delta_i a_hat_i), a_hat_i = gamma a_i - sigma kappa sum_{j != i} a_j (eq. 6, 12)."""
+    total_a = 0.0
+    for i in range(a.shape[0]):
+        total_a += a[i]
+    for i in range(a.shape[0]):
+        a_hat = gamma * a[i] - sigma * kappa * (total_a - a[i])
+        gth[i] += coef * (-cth * d[i] * a_hat)
+
+
+@numba.njit(cache=True)
 def accumulate_sample_gradients(weights, grad_w, grad_th, x_in, traces, deltas, b, kappas,
                                 gamma, sigma, normalize, coef_w, coef_th, col_inv, sq_norms, col_sums):
     """grad_w[l] += coef_w sqrt(N/m) outer(x, delta); grad_th[l] += coef_th (-sqrt(N/(mM)) delta a_hat).
@@ -158,14 +187,9 @@ def accumulate_sample_gradients(weights, grad_w, grad_th, x_in, traces, deltas, 
         x = x_in[b] if l == 0 else traces[l - 1][b]
         M = x.shape[0]
         N = grad_th[l].shape[0]
-        m = 0
-        for k in range(M):
-            if x[k] > 0.0:
-                m += 1
+        m, cw, cth = eq12_scales(x, N, normalize)
         if m == 0:
             continue
-        cw = math.sqrt(N / m) if normalize else 1.0
-        cth = math.sqrt(N / (m * M)) if normalize else 1.0
         d = deltas[l][b]
         a = traces[l][b]
         gW = grad_w[l]
@@ -199,14 +223,7 @@ def accumulate_sample_gradients(weights, grad_w, grad_th, x_in, traces, deltas, 
                     row = gW[k]
                     for i in range(N):
                         row[i] += s * dc[i]
-        total_a = 0.0
-        for i in range(N):
-            total_a += a[i]
-        kap = kappas[l]
-        gth = grad_th[l]
-        for i in range(N):
-            a_hat = gamma * a[i] - sigma * kap * (total_a - a[i])
-            gth[i] += coef_th * (-cth * d[i] * a_hat)
+        add_threshold_gradient(grad_th[l], a, d, kappas[l], gamma, sigma, cth, coef_th)
 
 
 @numba.njit(cache=True)

@@ -19,7 +19,10 @@ from snnbp.event_engine.kernels import simulate_sample
 from snnbp.gradient.lee2016 import (
     accumulate_sample_gradients,
     add_scaled_columns,
+    add_threshold_gradient,
     column_sq_norms,
+    enforce_floor,
+    eq12_scales,
     floor_raise_per_unit,
     floor_raises,
     regularization_from_norms,
@@ -299,17 +302,9 @@ def adam_per_sample(net, events, labels, neuron, hyper, scratch, moments, step, 
         bc2_sqrt = np.sqrt(1.0 - b2 ** t)
         for l in range(L):
             W = weights[l]
-            M, N = W.shape
+            N = W.shape[1]
             x = x_s[0] if l == 0 else a_s[l - 1][0]
-            m_act = 0
-            for k in range(M):
-                if x[k] > 0.0:
-                    m_act += 1
-            cw = 0.0
-            cth = 0.0
-            if m_act > 0:
-                cw = np.sqrt(N / m_act) if normalize else 1.0
-                cth = np.sqrt(N / (m_act * M)) if normalize else 1.0
+            _, cw, cth = eq12_scales(x, N, normalize)  # 0 without input: the data terms vanish
             c = np.zeros(N, np.float64)
             shrink = np.ones(N, np.float64)
             if reg_layers[l] and lam > 0.0:
@@ -321,30 +316,12 @@ def adam_per_sample(net, events, labels, neuron, hyper, scratch, moments, step, 
             sq[l][:] = 0.0
             _adam_weight_sweep(W, m_w[l], v_w[l], x, cw, delta_s[l][0], c, shrink, b1, b2, lr_w / bc1, bc2_sqrt,
                                eps, sq[l])
-            a = a_s[l][0]
-            d = delta_s[l][0]
-            total_a = 0.0
-            for i in range(N):
-                total_a += a[i]
             g_th = np.zeros(N, np.float64)
-            for i in range(N):
-                a_hat = gamma * a[i] - sigma * kappas[l] * (total_a - a[i])
-                g_th[i] = -cth * d[i] * a_hat
+            add_threshold_gradient(g_th, a_s[l][0], delta_s[l][0], kappas[l], gamma, sigma, cth, 1.0)
             _adam_threshold_step(thresholds[l], m_th[l], v_th[l], g_th, b1, b2, lr_th / bc1, bc2_sqrt, eps)
         for l in range(L):
             th = thresholds[l]
             th += dth_s[l][0]
             per_unit = floor_raise_per_unit(floor_mode, _input_trace_sum(x_s, a_s, l))
-            u = floor_raises(th, floors[l], unmet_s[l][0], per_unit)
-            raised = False
-            for i in range(u.shape[0]):
-                if u[i] != 0.0:
-                    raised = True
-            if raised:
-                W = weights[l]
-                u32 = u.astype(np.float32)
-                for k in range(W.shape[0]):
-                    row = W[k]
-                    for i in range(W.shape[1]):
-                        row[i] += u32[i]
-                sq[l][:] = column_sq_norms(W)
+            if enforce_floor(weights[l], th, floors[l], unmet_s[l][0], per_unit) > 0:
+                sq[l][:] = column_sq_norms(weights[l])
