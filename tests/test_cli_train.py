@@ -44,12 +44,12 @@ def test_train_eval_and_outputs(tmp_path, capsys):
     assert ev["test_accuracy"] == pytest.approx(summary["test_accuracy"])
     assert ev["synops_per_sample"] > 0
 
-    # --latency --save writes the curve beside the checkpoint; `snnbp report` draws it from there
-    assert main(["eval", str(run), "--latency", "--save"]) == 0
-    curve = json.loads((run / "latency.json").read_text())["latency_curve"]
-    assert len(curve["time_ms"]) == 20 and curve["accuracy"][-1] == pytest.approx(summary["test_accuracy"])
+    # --curves writes the curves beside the checkpoint; `snnbp report` draws them from there
+    assert main(["eval", str(run), "--curves"]) == 0
+    curve = json.loads((run / "curves.json").read_text())
+    assert len(curve["time_ms"]) == 40 and curve["accuracy"][-1] == pytest.approx(summary["test_accuracy"])
     assert main(["report", str(run)]) == 0
-    assert (run / "report" / "latency.png").is_file()
+    assert (run / "report" / "curves.png").is_file()
     capsys.readouterr()
 
 

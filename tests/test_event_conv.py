@@ -45,9 +45,11 @@ def test_hand_computed_two_map_conv():
     d = math.exp(-1.0 / TAU)
     # map 0, location (0,0): 0.6 d + 0.5 = 1.0707 >= 1 fires; location (1,1) at 2 ms: 0.6 d + 0.5 fires too
     assert res.counts[0][0].tolist() == [1, 0, 0, 1, 0, 0, 0, 0]
-    # synaptic operations: 2 + 8 + 2 input-event targets, one WTA op per spike (C - 1 = 1 other map), and
-    # each of the 2 spikes reaches the 10 output neurons
-    assert res.synops[0] == 2 + 8 + 2 + 1 + 1 + 2 * 10
+    # synaptic operations: 2 + 8 + 2 input-event targets (a corner pixel reaches one location, the centre
+    # all four), and each of the 2 spikes reaches the 10 output neurons; one lateral update per spike
+    # (C - 1 = 1 other map)
+    assert res.synops[0] == 2 + 8 + 2 + 2 * 10
+    assert res.lateral_ops[0] == 1 + 1
     # traces of the two spikes at t_end = 2 ms
     assert res.traces[0][0, 0] == pytest.approx(d, rel=1e-6)
     assert res.traces[0][0, 3] == pytest.approx(1.0, rel=1e-6)
@@ -137,7 +139,7 @@ def _reference(net: Network, channels, times_us, t_end_us, train=False, rho=0.0)
     counts = [np.zeros(n, int) for n in net.sizes]
     a = [np.zeros(n) for n in net.sizes]
     at = [np.zeros(n) for n in net.sizes]
-    synops = 0
+    synops = lateral = 0
     prev_shape = net.input_shape
 
     def receivers(l, src):
@@ -192,7 +194,7 @@ def _reference(net: Network, channels, times_us, t_end_us, train=False, rho=0.0)
                     last[l][i] = t
                 kap = net.kappas[l]
                 if kap != 0.0 and fired:
-                    synops += len(fired) * (C - 1)
+                    lateral += len(fired) * (C - 1)
                     locs = {}
                     for i in fired:
                         locs[i % hw[l]] = locs.get(i % hw[l], 0) + 1
@@ -210,7 +212,7 @@ def _reference(net: Network, channels, times_us, t_end_us, train=False, rho=0.0)
                 nxt += sorted(fired)
             cur = nxt
     traces = [np.where(a[l] > 0, a[l] * np.exp(-(t_end_us - at[l]) / p.tau_us), 0.0) for l in range(L)]
-    return counts, traces, synops, [th[l] - th0[l] for l in range(L)]
+    return counts, traces, (synops, lateral), [th[l] - th0[l] for l in range(L)]
 
 
 def _random_layered(seed, kappa=-0.5, n=120, t_end_us=30_000.0):
@@ -236,7 +238,7 @@ def test_engine_equals_the_reference_simulation(seed, n, t_end):
         np.testing.assert_array_equal(res.counts[l][0], counts[l])
         np.testing.assert_allclose(res.traces[l][0], traces[l], rtol=1e-5, atol=1e-6)
         np.testing.assert_allclose(res.dth[l][0], dth[l], rtol=1e-4, atol=1e-7)
-    assert res.synops[0] == synops
+    assert (res.synops[0], res.lateral_ops[0]) == synops
 
 
 def test_conv_layer_equals_its_unfolded_fully_connected_layer():

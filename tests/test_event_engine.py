@@ -130,8 +130,9 @@ def test_wta_inhibition_proportional_to_inhibited_threshold(w_probe, fires):
     net = _net([[[1.2, 1.5], [0.0, w_probe]]], [[1.0, 2.0]], kappas=[-0.5])
     res = _run(net, [0, 1], [0.0, 0.0], 1.0)
     assert _count(res) == [1, int(fires)]
-    # synops: 2 events * 2 neurons + (N-1) = 1 per WTA spike
-    assert res.synops[0] == 2 * 2 + (1 + int(fires)) * 1
+    # synaptic operations: 2 events * 2 neurons; lateral updates: (N-1) = 1 per WTA spike
+    assert res.synops[0] == 2 * 2
+    assert res.lateral_ops[0] == (1 + int(fires)) * 1
 
 
 @pytest.mark.parametrize("w_probe, fires", [(2.05, True), (1.95, False)])
@@ -154,7 +155,7 @@ def test_wta_simultaneous_spikes_do_not_inhibit_themselves(delta, fires):
     res = _run(net, [0, 1], [0.0, 0.0], 1.0)
     assert _count(res) == ([2, 1, 1] if fires else [1, 1, 0])
     n_wta_spikes = 2 + (2 if fires else 0)
-    assert res.synops[0] == 2 * 3 + n_wta_spikes * 2
+    assert res.synops[0] == 2 * 3 and res.lateral_ops[0] == n_wta_spikes * 2
 
 
 def test_wta_inhibition_decays_like_membrane():
@@ -178,7 +179,7 @@ def test_two_layer_same_timestamp_propagation():
     np.testing.assert_allclose(res.traces[0][0], [e, e], rtol=1e-6)
     np.testing.assert_allclose(res.traces[1][0], [e], rtol=1e-6)
     np.testing.assert_allclose(res.x_in[0], [e], rtol=1e-6)
-    assert res.synops[0] == 1 * 2 + 2 * 1
+    assert res.synops[0] == 1 * 2 + 2 * 1 and res.lateral_ops[0] == 0
     # Layer-1 spikes are delivered in ascending neuron order: with [1.0, 0.5] the output fires on
     # neuron 0's spike and is then refractory (w_dyn = 0) for neuron 1's spike at the same time.
     net = _net([[[1.0, 1.0]], [[1.0], [0.5]]], [[1.0, 1.0], [1.0]])
@@ -218,7 +219,8 @@ def test_traces_at_t_end():
     assert ref["counts"][0].tolist() == _count(res, 0)
     assert sum(ref["counts"][0]) > 0
     np.testing.assert_allclose(res.traces[0][0], ref["traces"][0], rtol=2e-6)
-    assert res.synops[0] == ref["synops"] == 25 * N + sum(ref["counts"][0]) * (N - 1)
+    assert res.synops[0] == ref["synops"] == 25 * N
+    assert res.lateral_ops[0] == ref["lateral"] == sum(ref["counts"][0]) * (N - 1)
 
 
 # ---- homeostasis -----------------------------------------------------------------------------------
@@ -364,6 +366,7 @@ def test_readout_causality():
     np.testing.assert_array_equal(base.readout_counts[0, -1], base.counts[-1][0])
     assert np.all(np.diff(base.readout_counts[0], axis=0) >= 0)
     assert np.all(np.diff(base.readout_synops[0]) >= 0) and base.readout_synops[0, -1] == base.synops[0]
+    assert np.all(np.diff(base.readout_lateral[0]) >= 0) and base.readout_lateral[0, -1] == base.lateral_ops[0]
     # appending events after 15 ms leaves the first two readouts unchanged
     ch2, t2 = _random_events(rng, 8, 200, 30.0)
     keep = t <= 15_000.0
@@ -395,7 +398,7 @@ def _reference(net, channels, times_us, t_end_us, train=False, rho=0.0):
     last_spike = [np.full(w.shape[1], -np.inf) for w in W]
     spike_times = [[[] for _ in range(w.shape[1])] for w in W]
     unmet = [np.zeros(w.shape[1]) for w in W]
-    synops = 0
+    synops = lateral = 0
     for k, t in zip(channels, times_us):
         src = [int(k)]
         for l in range(L):
@@ -417,7 +420,7 @@ def _reference(net, channels, times_us, t_end_us, train=False, rho=0.0):
                 if net.kappas[l] != 0.0:
                     for i in range(N):
                         V[l][i] += net.kappas[l] * th[l][i] * (len(fired) - (i in fired))
-                    synops += len(fired) * (N - 1)
+                    lateral += len(fired) * (N - 1)
                 V[l] = np.maximum(V[l], -th[l])
                 if train and rho > 0 and fired:
                     for i in fired:
@@ -433,7 +436,7 @@ def _reference(net, channels, times_us, t_end_us, train=False, rho=0.0):
     traces = [np.array([sum(math.exp(-(t_end_us - s) / tau) for s in st) for st in layer]) for layer in spike_times]
     counts = [np.array([len(st) for st in layer]) for layer in spike_times]
     dth = [t - t0 for t, t0 in zip(th, net.thresholds)]
-    return dict(counts=counts, traces=traces, dth=dth, unmet=unmet, synops=synops)
+    return dict(counts=counts, traces=traces, dth=dth, unmet=unmet, synops=synops, lateral=lateral)
 
 
 @pytest.mark.parametrize("seed", [0, 1, 2])
@@ -449,4 +452,4 @@ def test_engine_matches_reference_simulator(seed):
         assert res.counts[l][0].tolist() == ref["counts"][l].tolist()
         np.testing.assert_allclose(res.traces[l][0], ref["traces"][l], rtol=1e-5)
         np.testing.assert_allclose(res.dth[l][0], ref["dth"][l], atol=1e-5)
-    assert res.synops[0] == ref["synops"]
+    assert res.synops[0] == ref["synops"] and res.lateral_ops[0] == ref["lateral"]

@@ -20,6 +20,7 @@ LAYERS = [
     ("event_engine",),                 # exact continuous-time simulation (numba)
     ("dense",),                        # time-grid engine (torch)
     ("metrics",),                      # accuracy, operations, health
+    ("ann",),                          # conventional baselines (MLP / CNN of a preset's shape)
     ("train",),                        # trainers, loop, reproduction
     ("report",),                       # figures from run directories
     ("bench",),                        # benchmarks

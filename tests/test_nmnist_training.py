@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import numpy as np
+import pytest
 
 from helpers_fake_mnist import write_fake_mnist
 from snnbp.cli import main
@@ -53,10 +54,13 @@ def test_train_and_eval_on_synthetic_nmnist(tmp_path, capsys):
     summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert "synthetic" in summary["data"] and 0.0 <= summary["test_accuracy"] <= 1.0
     assert summary["synops_per_sample"] > 1000 * 20  # full test streams hold thousands of events
-    assert main(["eval", str(tmp_path / "run"), "--latency"]) == 0
+    assert main(["eval", str(tmp_path / "run"), "--curves"]) == 0
     ev = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
-    curve = ev["latency_curve"]
-    assert len(curve["time_ms"]) == 20 and np.all(np.diff(curve["synops_per_sample"]) >= 0)
+    curve = json.loads((tmp_path / "run" / "curves.json").read_text())
+    assert len(curve["time_ms"]) == 40 and np.all(np.diff(curve["ops_per_sample"]) >= 0)
+    # the last readout lies at the longest recording's end: the whole streams, the test's own accuracy
+    assert curve["accuracy"][-1] == pytest.approx(ev["test_accuracy"])
+    assert curve["synops_per_sample"][-1] == pytest.approx(ev["synops_per_sample"])
 
 
 def test_show_draws_frames_gif_and_network_raster(tmp_path, capsys):

@@ -32,6 +32,10 @@ def embedded_config(name: str) -> Path:
 class ModelConfig:
     """Network shape and neuron constants (docs/method.md 2, 4.1, 5)."""
 
+    # "snn": the spiking network of the paper; "ann": the conventional baseline of the same shape (ReLU
+    # MLP / CNN trained with cross-entropy on pixel intensities or event counts, snnbp/ann/); for "ann"
+    # only hidden / layers / input_shape / seed of this section apply.
+    kind: str = "snn"
     hidden: list[int] = field(default_factory=lambda: [800])
     # Layered network instead of hidden (then hidden = []): "conv:C:K", "pool:K", "fc:N" entries ending
     # with the output "fc:10", e.g. ["conv:20:5", "pool:2", "conv:50:5", "pool:2", "fc:200", "fc:10"];
@@ -230,6 +234,8 @@ def validate(cfg: Config) -> None:
         raise ConfigError(f"model.kappa needs {n_layers} values (hidden layers + output), got {len(cfg.model.kappa)}")
     if len(cfg.model.alpha) not in (1, n_layers):
         raise ConfigError(f"model.alpha needs 1 or {n_layers} values, got {len(cfg.model.alpha)}")
+    if cfg.model.kind not in ("snn", "ann"):
+        raise ConfigError(f"model.kind must be 'snn' (spiking) or 'ann' (conventional baseline), got {cfg.model.kind!r}")
     if cfg.optim.floor_compensation not in ("none", "drive", "weight"):
         raise ConfigError(f"optim.floor_compensation must be 'drive', 'weight' or 'none', got {cfg.optim.floor_compensation!r}")
     if cfg.optim.weight_reg not in ("coupled", "decoupled"):

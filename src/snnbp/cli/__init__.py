@@ -28,9 +28,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     from snnbp.bench import harness as bench
     from snnbp.cli import report as cli_report, show as cli_show
-    from snnbp.cli import reproduce, train as cli_train
+    from snnbp.cli import eval as cli_eval, reproduce, train as cli_train
 
     cli_train.register(sub)
+    cli_eval.register(sub)
     reproduce.register(sub)
     bench.register(sub)
     cli_report.register(sub)

@@ -128,10 +128,24 @@ class SpikingConv2d(nn.Module):
         _, h, w = self.out_shape
         return h * w
 
-    @property
-    def ops_per_input_event(self) -> int:
-        """An input event reaches C K^2 neurons (fewer at the map's border; counted as interior)."""
-        return self.weight.shape[0] * self.kernel ** 2
+    def fan_out_map(self) -> torch.Tensor:
+        """(C_in, H, W) float64: the neurons one input event at (c', y, x) reaches, C times the output
+        locations whose K x K field covers (y, x): C K^2 inside the map, fewer at its border (the event
+        engine's exact count, event_engine/layered._conv_event)."""
+        cached = getattr(self, "_fan_out", None)
+        if cached is None or cached.device != self.weight.device:
+            C, C_in, K, _ = self.weight.shape
+            _, Ho, Wo = self.out_shape
+            ones = torch.ones(1, 1, Ho, Wo, dtype=torch.float64, device=self.weight.device)
+            cover = F.conv_transpose2d(ones, torch.ones(1, 1, K, K, dtype=torch.float64, device=self.weight.device))
+            cached = (C * cover[0]).expand(C_in, -1, -1).contiguous()
+            self._fan_out = cached
+        return cached
+
+    def synaptic_ops(self, s_in: torch.Tensor) -> torch.Tensor:
+        """(B,) float64: sum over input events of their fan-out (``fan_out_map``)."""
+        m = _as_map(s_in.detach(), self._in_shape, "SpikingConv2d input")
+        return (m.to(torch.float64) * self.fan_out_map()).flatten(1).sum(1)
 
     @property
     def ops_per_wta_spike(self) -> int:
@@ -244,8 +258,17 @@ class SpikingPool2d(nn.Module):
     neurons_per_field = property(lambda self: self.layer.neurons_per_field)
     group_size = property(lambda self: self.layer.group_size)
     replicas = property(lambda self: self.layer.replicas)
-    ops_per_input_event = property(lambda self: self.layer.ops_per_input_event)
     ops_per_wta_spike = property(lambda self: self.layer.ops_per_wta_spike)
+
+    def synaptic_ops(self, s_in: torch.Tensor) -> torch.Tensor:
+        """(B,) float64: a spike of the pooled map reaches the next layer through the tied synapses of its
+        window, so it costs its window's fan-out there (the inner layer's count of one pooled event)."""
+        m = _as_map(s_in.detach(), self._in_shape, "SpikingPool2d input")
+        if isinstance(self.layer, SpikingConv2d):
+            k = self.k
+            fan = self.layer.fan_out_map().repeat_interleave(k, dim=1).repeat_interleave(k, dim=2)
+            return (m.to(torch.float64) * fan).flatten(1).sum(1)
+        return m.flatten(1).sum(1, dtype=torch.float64) * self.layer.weight.shape[1]
 
     def __setattr__(self, name, value):
         # ``layer.threshold += x`` (trainer) re-assigns the attribute: hand it to the inner layer.

@@ -201,24 +201,33 @@ def sharded_evaluate(evaluate_fn, net, source, ctx: DistContext, **kw) -> dict:
     part = _ShardSource(source, ctx)
     n = len(part.test_labels)
     ev = evaluate_fn(net, part, **kw) if n else {"test_accuracy": 0.0, "synops_per_sample": 0.0,
+                                                 "lateral_ops_per_sample": 0.0,
                                                  "spikes_per_layer": [0.0] * net.n_layers, "wall_s": 0.0}
-    sums = [ev["test_accuracy"] * n, ev["synops_per_sample"] * n, *(np.asarray(ev["spikes_per_layer"]) * n), float(n)]
+    sums = [ev["test_accuracy"] * n, ev["synops_per_sample"] * n, *(np.asarray(ev["spikes_per_layer"]) * n), float(n),
+            ev["lateral_ops_per_sample"] * n]
     curve = ev.get("latency_curve")
     if kw.get("readout_ms") is not None:
         R = len(kw["readout_ms"])
         acc = np.asarray(curve["accuracy"]) if curve else np.zeros(R)
         syn = np.asarray(curve["synops_per_sample"]) if curve else np.zeros(R)
-        sums += list(acc * n) + list(syn * n)
+        lat = np.asarray(curve["lateral_ops_per_sample"]) if curve else np.zeros(R)
+        sums += list(acc * n) + list(syn * n) + list(lat * n)
     t = torch.tensor(sums, dtype=torch.float64, device=_collective_device())
     ctx.all_reduce_sum_([t])
     v = t.cpu().numpy()
     L = net.n_layers
     total = v[2 + L]
     out = dict(ev, test_accuracy=float(v[0] / total), n_test=int(round(total)), synops_per_sample=float(v[1] / total),
-               spikes_per_layer=(v[2:2 + L] / total).round(2).tolist())
+               spikes_per_layer=(v[2:2 + L] / total).round(2).tolist(), lateral_ops_per_sample=float(v[3 + L] / total))
+    C = net.sizes[-1]
+    conf = torch.tensor(np.asarray(ev.get("confusion", np.zeros((C, C)))), dtype=torch.float64, device=_collective_device())
+    ctx.all_reduce_sum_([conf])
+    out["confusion"] = conf.cpu().round().to(torch.int64).tolist()
     if kw.get("readout_ms") is not None:
         R = len(kw["readout_ms"])
+        c = 4 + L  # the curves' sums follow the scalars
         out["latency_curve"] = {"time_ms": np.asarray(kw["readout_ms"], float).tolist(),
-                                "accuracy": (v[3 + L:3 + L + R] / total).tolist(),
-                                "synops_per_sample": (v[3 + L + R:3 + L + 2 * R] / total).tolist()}
+                                "accuracy": (v[c:c + R] / total).tolist(),
+                                "synops_per_sample": (v[c + R:c + 2 * R] / total).tolist(),
+                                "lateral_ops_per_sample": (v[c + 2 * R:c + 3 * R] / total).tolist()}
     return out

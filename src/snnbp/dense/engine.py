@@ -62,8 +62,9 @@ class DenseForward:
 
     x_in (B, M_0), traces per layer (B, N_l): traces at t_end; counts per layer (B, N_l) float32
     holding integers (for BPTT counts[-1] carries the graph); dth, unmet per layer (B, *V_th shape);
-    synops (B,) float64 (event-engine synaptic operations: input events x N + WTA spikes x (N-1));
-    readout_counts (B, R, N_L), readout_synops (B, R) at the readout times.
+    synops (B,) float64 (event-engine synaptic operations: each input event times its fan-out);
+    readout_counts (B, R, N_L), readout_synops (B, R) at the readout times; lateral_ops (B,) and
+    readout_lateral (B, R): lateral-inhibition updates (WTA spikes x (group size - 1)).
     """
 
     x_in: torch.Tensor
@@ -74,6 +75,8 @@ class DenseForward:
     synops: torch.Tensor
     readout_counts: torch.Tensor
     readout_synops: torch.Tensor
+    lateral_ops: torch.Tensor | None = None
+    readout_lateral: torch.Tensor | None = None
 
     @property
     def output_counts(self) -> torch.Tensor:
@@ -92,7 +95,8 @@ class DenseForward:
         i64 = lambda t: t.detach().cpu().round().to(torch.int64).numpy()  # noqa: E731
         return ForwardResult(f(self.x_in), [f(a) for a in self.traces], [i32(c) for c in self.counts],
                              [f(d) for d in self.dth], [f(u) for u in self.unmet], i64(self.synops),
-                             i32(self.readout_counts), i64(self.readout_synops))
+                             i32(self.readout_counts), i64(self.readout_synops), i64(self.lateral_ops),
+                             i64(self.readout_lateral))
 
 
 class _LayerState:
@@ -195,6 +199,7 @@ def simulate(layers: Sequence, inp: DenseInput, neuron: NeuronParams, *, train: 
     x = torch.zeros(B, inp.n_inputs, device=dev)
     x_end = torch.zeros_like(x)
     synops = torch.zeros(B, dtype=torch.float64, device=dev)
+    lateral = torch.zeros(B, dtype=torch.float64, device=dev)
     T = inp.n_steps
     end_at = np.minimum(inp.end_step, T - 1)  # step after which each sample's traces are read
     end_masks = {int(n): torch.from_numpy(end_at == n).to(dev).unsqueeze(1) for n in np.unique(end_at)}
@@ -205,6 +210,7 @@ def simulate(layers: Sequence, inp: DenseInput, neuron: NeuronParams, *, train: 
     n_out = layers[-1].out_shape
     ro_counts = torch.zeros((B, R, *n_out), device=dev)
     ro_synops = torch.zeros((B, R), dtype=torch.float64, device=dev)
+    ro_lateral = torch.zeros((B, R), dtype=torch.float64, device=dev)
     if R:
         r_step = np.floor(np.asarray(readout_ms, np.float64)[None, :] / dt + 1e-9).astype(np.int64) - inp.origin_step[:, None]
         r_step = np.minimum(r_step, T - 1)  # readouts after the last step see the final counts
@@ -220,11 +226,12 @@ def simulate(layers: Sequence, inp: DenseInput, neuron: NeuronParams, *, train: 
         s = frame
         for layer, st in zip(layers, states):
             n_ev = s.detach().flatten(1).sum(1)
+            with torch.no_grad():
+                synops += layer.synaptic_ops(s)
             s = layer_step(layer, st, s, n_ev, t_ms, decay, neuron, spike_fn, detach_reset, train, rho)
             with torch.no_grad():
-                synops += n_ev * layer.ops_per_input_event
                 if layer.ops_per_wta_spike:
-                    synops += s.detach().flatten(1).sum(1) * layer.ops_per_wta_spike
+                    lateral += s.detach().flatten(1).sum(1, dtype=torch.float64) * layer.ops_per_wta_spike
         with torch.no_grad():
             m = end_masks.get(n)
             if m is not None:
@@ -235,6 +242,7 @@ def simulate(layers: Sequence, inp: DenseInput, neuron: NeuronParams, *, train: 
                 rm = ro_masks[n]
                 ro_counts = torch.where(rm.view(B, R, *([1] * len(n_out))), states[-1].counts.detach().unsqueeze(1), ro_counts)
                 ro_synops = torch.where(rm, synops.unsqueeze(1), ro_synops)
+                ro_lateral = torch.where(rm, lateral.unsqueeze(1), ro_lateral)
     # Decay each snapshot from its step to t_end exactly: exp(-(t_end - n_end dt) / tau).
     residual = np.clip(inp.t_end_ms - end_at * dt, 0.0, None)
     fac = torch.from_numpy(np.exp(-residual / neuron.tau_mp_ms).astype(np.float32)).to(dev).unsqueeze(1)
@@ -247,6 +255,8 @@ def simulate(layers: Sequence, inp: DenseInput, neuron: NeuronParams, *, train: 
         synops=synops,
         readout_counts=ro_counts,
         readout_synops=ro_synops,
+        lateral_ops=lateral,
+        readout_lateral=ro_lateral,
     )
 
 

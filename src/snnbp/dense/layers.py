@@ -11,8 +11,10 @@ clip, homeostasis (event_engine/kernels.py steps 1-6). A layer owns only its *co
                              WTA / homeostasis group this step (n_s - s_i, eq. 4 and docs/method.md 4.4)
     group_spikes(s)       -> (B, *out_shape) number of spikes in each neuron's group (n_s)
     group_size            N of the homeostasis rule (rho N per spike, docs/method.md 4.4)
-    ops_per_input_event   synaptic operations one input event costs (event engine: N)
-    ops_per_wta_spike     operations one spike's lateral inhibition costs (event engine: N - 1)
+    synaptic_ops(s_in)    (B,) float64: synaptic operations this step's input events cost, each event
+                          times its fan-out into this layer (event engine: N per event; exact at a
+                          conv map's border; metrics/operations.py)
+    ops_per_wta_spike     lateral-inhibition updates one spike costs (event engine: N - 1)
 
     homeostasis(s)        -> (change / rho, broadcastable to the threshold's batch shape (B, *th.shape);
                               mask of the samples/groups where something fired) (docs/method.md 4.4)
@@ -90,9 +92,9 @@ class SpikingLinear(nn.Module):
         """Neurons sharing one weight column and threshold: 1 in a fully connected layer."""
         return 1
 
-    @property
-    def ops_per_input_event(self) -> int:
-        return self.weight.shape[1]
+    def synaptic_ops(self, s_in: torch.Tensor) -> torch.Tensor:
+        """Every input event reaches all N neurons: (B,) float64 events x N."""
+        return s_in.detach().flatten(1).sum(1, dtype=torch.float64) * self.weight.shape[1]
 
     @property
     def ops_per_wta_spike(self) -> int:

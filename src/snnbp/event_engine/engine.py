@@ -25,9 +25,11 @@ class ForwardResult:
     counts:   per layer (B, N_l) int32 spike counts
     dth:      per layer (B, N_l) float32 homeostatic threshold change (zero unless training)
     unmet:    per layer (B, N_l) float32 homeostatic decrement refused by the threshold floor
-    synops:   (B,) int64 synaptic operations
+    synops:   (B,) int64 synaptic operations (each event times its fan-out, metrics/operations.py)
     readout_counts: (B, R, N_L) int32 output counts at each readout time
     readout_synops: (B, R) int64 synaptic operations at each readout time
+    lateral_ops:     (B,) int64 lateral-inhibition updates (each WTA spike times its group size - 1)
+    readout_lateral: (B, R) int64 lateral-inhibition updates at each readout time
     """
 
     x_in: np.ndarray
@@ -38,6 +40,8 @@ class ForwardResult:
     synops: np.ndarray
     readout_counts: np.ndarray
     readout_synops: np.ndarray
+    lateral_ops: np.ndarray
+    readout_lateral: np.ndarray
     spike_log: list[np.ndarray] | None = None  # per sample (n, 3): layer, neuron, t_us (record_spikes > 0)
 
     @property
@@ -57,8 +61,14 @@ def _outputs(net: Network, B: int, n_thresholds: list[int], readout_times_us, re
             tuple(np.zeros((B, n), np.float32) for n in sizes), tuple(np.zeros((B, n), np.int32) for n in sizes),
             tuple(np.zeros((B, n), np.float32) for n in n_thresholds),
             tuple(np.zeros((B, n), np.float32) for n in n_thresholds),
-            np.zeros((B, len(readout), sizes[-1]), np.int32), np.zeros((B, len(readout)), np.int64),
-            np.zeros(B, np.int64), np.zeros((B, int(record_spikes), 3)), np.zeros(B, np.int64))
+            np.zeros((B, len(readout), sizes[-1]), np.int32), np.zeros((B, len(readout), 2), np.int64),
+            np.zeros((B, 2), np.int64), np.zeros((B, int(record_spikes), 3)), np.zeros(B, np.int64))
+
+
+def _result(x_in, traces, counts, dth, unmet, ops, readout_counts, readout_ops, log) -> ForwardResult:
+    """ForwardResult from the kernel's arrays; ops (B, 2) and readout_ops (B, R, 2) hold (synaptic, lateral)."""
+    return ForwardResult(x_in, list(traces), list(counts), list(dth), list(unmet), ops[:, 0].copy(), readout_counts,
+                         readout_ops[..., 0].copy(), ops[:, 1].copy(), readout_ops[..., 1].copy(), log)
 
 
 def run_events(
@@ -79,7 +89,7 @@ def run_events(
     if net.is_spatial:
         return _run_layered(net, batch, train, rho, readout_times_us, record_spikes)
     sizes = net.sizes
-    readout, x_in, traces, counts, dth, unmet, readout_counts, readout_synops, synops, spike_log, n_logged = \
+    readout, x_in, traces, counts, dth, unmet, readout_counts, readout_ops, ops, spike_log, n_logged = \
         _outputs(net, len(batch), sizes, readout_times_us, record_spikes)
     p = net.neuron
     simulate_batch(
@@ -87,11 +97,10 @@ def run_events(
         tuple(np.zeros(n, np.float32) for n in sizes), tuple(net.thresholds), np.asarray(net.kappas, np.float64),
         np.asarray(net.floors, np.float64), batch.channels, batch.times_us, batch.offsets,
         batch.t_end_us, p.tau_us, p.t_ref_us, p.w_d0, p.gamma, bool(train), float(rho), readout,
-        x_in, traces, counts, dth, unmet, readout_counts, synops, readout_synops, spike_log, n_logged,
+        x_in, traces, counts, dth, unmet, readout_counts, ops, readout_ops, spike_log, n_logged,
     )
     log = [spike_log[b, : n_logged[b]] for b in range(len(batch))] if record_spikes else None
-    return ForwardResult(x_in, list(traces), list(counts), list(dth), list(unmet), synops,
-                         readout_counts, readout_synops, log)
+    return _result(x_in, traces, counts, dth, unmet, ops, readout_counts, readout_ops, log)
 
 
 def _layered_arrays(net: Network) -> tuple:
@@ -122,15 +131,14 @@ def _run_layered(net: Network, batch: EventBatch, train: bool, rho: float, reado
     from snnbp.event_engine.layered import simulate_layered_batch
 
     B = len(batch)
-    readout, x_in, traces, counts, dth, unmet, readout_counts, readout_synops, synops, spike_log, n_logged = \
+    readout, x_in, traces, counts, dth, unmet, readout_counts, readout_ops, ops, spike_log, n_logged = \
         _outputs(net, B, [int(t.size) for t in net.thresholds], readout_times_us, record_spikes)
     p = net.neuron
     simulate_layered_batch(
         *_layered_arrays(net), np.asarray(net.kappas, np.float64), np.asarray(net.floors, np.float64),
         batch.channels, batch.times_us, batch.offsets, batch.t_end_us, p.tau_us, p.t_ref_us, p.w_d0, p.gamma,
-        bool(train), float(rho), readout, x_in, traces, counts, dth, unmet, readout_counts, synops, readout_synops,
+        bool(train), float(rho), readout, x_in, traces, counts, dth, unmet, readout_counts, ops, readout_ops,
         spike_log, n_logged,
     )
     log = [spike_log[b, : n_logged[b]] for b in range(B)] if record_spikes else None
-    return ForwardResult(x_in, list(traces), list(counts), list(dth), list(unmet), synops,
-                         readout_counts, readout_synops, log)
+    return _result(x_in, traces, counts, dth, unmet, ops, readout_counts, readout_ops, log)

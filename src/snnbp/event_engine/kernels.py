@@ -224,11 +224,12 @@ def _log_spikes(spike_log, b, n, layer, buf, start, stop, t):
 
 
 @numba.njit(cache=True)
-def _record_readout(readout_counts, readout_synops, b, r, count, synops):
-    """Row r of sample b's readouts: the output layer's counts and the synaptic operations so far."""
+def _record_readout(readout_counts, readout_ops, b, r, count, synops, lateral):
+    """Row r of sample b's readouts: the output layer's counts, synaptic and lateral operations so far."""
     for i in range(count.shape[0]):
         readout_counts[b, r, i] = count[i]
-    readout_synops[b, r] = synops
+    readout_ops[b, r, 0] = synops
+    readout_ops[b, r, 1] = lateral
 
 
 @numba.njit(cache=True)
@@ -241,9 +242,13 @@ def _trace_at(out, val, t_last, t_end, tau_us):
 @numba.njit(cache=True)
 def simulate_sample(weights, col_scales, col_offsets, thresholds, kappas, floors, channels, times, t_end,
                     tau_us, tref_us, wd0, gamma, train, rho, readout_times,
-                    b, x_out, a_out, count_out, dth_out, unmet_out, readout_counts, readout_synops,
+                    b, x_out, a_out, count_out, dth_out, unmet_out, readout_counts, readout_ops,
                     spike_log, n_logged):
-    """Run one presentation; write sample b's row of every output array; return synaptic ops.
+    """Run one presentation; write sample b's row of every output array; return its operation counts.
+
+    Returns (synaptic operations, lateral-inhibition updates) (metrics/operations.py defines them): an
+    event reaching a layer of N neurons costs N synaptic operations (its fan-out), and every spike of a
+    WTA layer N - 1 lateral updates of its peers.
 
     weights:     tuple of (M_l, N_l) float32; thresholds: tuple of (N_l,) float64 (not modified)
     col_scales, col_offsets: tuples of (N_l,) float32: effective weights are
@@ -252,9 +257,9 @@ def simulate_sample(weights, col_scales, col_offsets, thresholds, kappas, floors
     kappas, floors: (L,) float64
     channels:    (E,) int32 input channel per event; times: (E,) float64 us, non-decreasing
     t_end:       time (us) at which traces are read
-    readout_times: (R,) float64 us, sorted; output-layer counts and synops so far are recorded at
+    readout_times: (R,) float64 us, sorted; output-layer counts and operations so far are recorded at
                  each (events at t <= readout time included) into readout_counts[b] (R, N_L),
-                 readout_synops[b] (R,)
+                 readout_ops[b] (R, 2) (synaptic, lateral)
     x_out[b] (M_0,), a_out[l][b] (N_l,), count_out[l][b] (N_l,) int32: traces and counts at t_end
     dth_out[l][b] (N_l,): net homeostatic threshold change; unmet_out[l][b]: decrement the floor refused
     spike_log[b] (K, 3) float64: the first K spikes as (layer, neuron, t_us); n_logged[b] their count
@@ -285,6 +290,7 @@ def simulate_sample(weights, col_scales, col_offsets, thresholds, kappas, floors
     x_val = np.zeros(M0, np.float64)
     x_t = np.zeros(M0, np.float64)
     synops = 0
+    lateral = 0
     R = readout_times.shape[0]
     r = 0
     out_l = L - 1
@@ -292,7 +298,7 @@ def simulate_sample(weights, col_scales, col_offsets, thresholds, kappas, floors
     for e in range(n_events):
         t = times[e]
         while r < R and readout_times[r] < t:
-            _record_readout(readout_counts, readout_synops, b, r, count[out_l], synops)
+            _record_readout(readout_counts, readout_ops, b, r, count[out_l], synops, lateral)
             r += 1
         k = channels[e]
         x_val[k] = x_val[k] * decay_factor(t - x_t[k], tau_us) + 1.0
@@ -304,7 +310,7 @@ def simulate_sample(weights, col_scales, col_offsets, thresholds, kappas, floors
             W0, off0, k, t, V0, th0, th64_0, state0, last_spike0, wdyn0, cs0, refr0, in_refr0, a_val0, a_t0, count0,
             kappa0, floor0, gamma, tau_us, tref_us, wd0, train, rho, unmet0, buf0, 0)
         if kappa0 != 0.0:
-            synops += n_s * (N0 - 1)
+            lateral += n_s * (N0 - 1)
         if K > 0:
             n_logged[b] = _log_spikes(spike_log, b, n_logged[b], 0, buf0, 0, n_cur, t)
         cur = buf0
@@ -321,14 +327,14 @@ def simulate_sample(weights, col_scales, col_offsets, thresholds, kappas, floors
                     in_refr[l], a_val[l], a_t[l], count[l], kappas[l], floors[l], gamma, tau_us,
                     tref_us, wd0, train, rho, unmet[l], buf, n_out)
                 if kappas[l] != 0.0:
-                    synops += n_s * (N - 1)
+                    lateral += n_s * (N - 1)
                 if K > 0:
                     n_logged[b] = _log_spikes(spike_log, b, n_logged[b], l, buf, n_out - n_s, n_out, t)
             bufs[l] = buf
             cur = buf
             n_cur = n_out
     while r < R:
-        _record_readout(readout_counts, readout_synops, b, r, count[out_l], synops)
+        _record_readout(readout_counts, readout_ops, b, r, count[out_l], synops, lateral)
         r += 1
     # Traces at t_end (3.1), decayed on access.
     _trace_at(x_out[b], x_val, x_t, t_end, tau_us)
@@ -338,19 +344,22 @@ def simulate_sample(weights, col_scales, col_offsets, thresholds, kappas, floors
             count_out[l][b, i] = count[l][i]
             dth_out[l][b, i] = th64[l][i] - thresholds[l][i]
             unmet_out[l][b, i] = unmet[l][i]
-    return synops
+    return synops, lateral
 
 
 @numba.njit(cache=True, parallel=True)
 def simulate_batch(weights, col_scales, col_offsets, thresholds, kappas, floors, channels, times, offsets, t_end,
                    tau_us, tref_us, wd0, gamma, train, rho, readout_times,
-                   x_out, a_out, count_out, dth_out, unmet_out, readout_counts, synops_out, readout_synops,
+                   x_out, a_out, count_out, dth_out, unmet_out, readout_counts, ops_out, readout_ops,
                    spike_log, n_logged):
-    """``simulate_sample`` for every sample of a CSR batch, samples in parallel on all cores."""
+    """``simulate_sample`` for every sample of a CSR batch, samples in parallel on all cores.
+
+    ops_out (B, 2) int64: (synaptic, lateral) operations per sample; readout_ops (B, R, 2).
+    """
     B = offsets.shape[0] - 1
     for b in numba.prange(B):
         s, e = offsets[b], offsets[b + 1]
-        synops_out[b] = simulate_sample(
+        ops_out[b, 0], ops_out[b, 1] = simulate_sample(
             weights, col_scales, col_offsets, thresholds, kappas, floors, channels[s:e], times[s:e], t_end[b],
             tau_us, tref_us, wd0, gamma, train, rho, readout_times,
-            b, x_out, a_out, count_out, dth_out, unmet_out, readout_counts, readout_synops, spike_log, n_logged)
+            b, x_out, a_out, count_out, dth_out, unmet_out, readout_counts, readout_ops, spike_log, n_logged)

@@ -184,9 +184,12 @@ def _conv_outputs(a_row, count_row, a_val, a_t, count, t_end, tau_us, C, HW):
 @numba.njit(cache=True)
 def simulate_layered_sample(kinds, w2d, wflat, geoms, pool_maps, n_locs, thresholds, kappas, floors,
                             channels, times, t_end, tau_us, tref_us, wd0, gamma, train, rho, readout_times,
-                            b, x_out, a_out, count_out, dth_out, unmet_out, readout_counts, readout_synops,
+                            b, x_out, a_out, count_out, dth_out, unmet_out, readout_counts, readout_ops,
                             spike_log, n_logged):
-    """One presentation of one sample through a layered network; writes row b of the outputs, returns synops.
+    """One presentation of one sample through a layered network; writes row b of the outputs, returns
+    (synaptic operations, lateral updates) as kernels.simulate_sample (a conv event's fan-out is exact at
+    the map's border; an event from a pooled map reaches the next layer through tied synapses, one
+    operation per neuron reached).
 
     Per layer l (tuples indexed by l): kinds[l] FC or CONV; w2d[l] (M_l, N_l) float32 fc weights (pooled
     rows already / K^2; a (1, 1) dummy for conv); wflat[l] conv weights as (K, K, C_in, C), flat, / K^2;
@@ -222,13 +225,14 @@ def simulate_layered_sample(kinds, w2d, wflat, geoms, pool_maps, n_locs, thresho
     x_t = np.zeros(M0, np.float64)
     src = np.empty(1, np.int32)
     synops = 0
+    lateral = 0
     R = readout_times.shape[0]
     r = 0
     out_l = L - 1
     for e in range(channels.shape[0]):
         t = times[e]
         while r < R and readout_times[r] < t:
-            _record_readout(readout_counts, readout_synops, b, r, count[out_l], synops)
+            _record_readout(readout_counts, readout_ops, b, r, count[out_l], synops, lateral)
             r += 1
         k = channels[e]
         x_val[k] = x_val[k] * decay_factor(t - x_t[k], tau_us) + 1.0
@@ -251,7 +255,7 @@ def simulate_layered_sample(kinds, w2d, wflat, geoms, pool_maps, n_locs, thresho
                         count[l], a_val[l], a_t[l], fired[l], map_buf[l], buf, n_out)
                     synops += ops
                     if kappas[l] != 0.0:
-                        synops += n_s * (thresholds[l].shape[0] - 1)
+                        lateral += n_s * (thresholds[l].shape[0] - 1)
                 else:
                     N = sizes[l]
                     synops += N
@@ -260,14 +264,14 @@ def simulate_layered_sample(kinds, w2d, wflat, geoms, pool_maps, n_locs, thresho
                         in_refr[l], a_val[l], a_t[l], count[l], kappas[l], floors[l], gamma, tau_us, tref_us, wd0,
                         train, rho, unmet[l], buf, n_out)
                     if kappas[l] != 0.0:
-                        synops += n_s * (N - 1)
+                        lateral += n_s * (N - 1)
                 if K > 0:
                     n_logged[b] = _log_spikes(spike_log, b, n_logged[b], l, buf, n_out - n_s, n_out, t)
             bufs[l] = buf
             cur = buf
             n_cur = n_out
     while r < R:
-        _record_readout(readout_counts, readout_synops, b, r, count[out_l], synops)
+        _record_readout(readout_counts, readout_ops, b, r, count[out_l], synops, lateral)
         r += 1
     _trace_at(x_out[b], x_val, x_t, t_end, tau_us)
     for l in range(L):
@@ -281,19 +285,19 @@ def simulate_layered_sample(kinds, w2d, wflat, geoms, pool_maps, n_locs, thresho
         for c in range(thresholds[l].shape[0]):
             dth_out[l][b, c] = th64[l][c] - thresholds[l][c]
             unmet_out[l][b, c] = unmet[l][c]
-    return synops
+    return synops, lateral
 
 
 @numba.njit(cache=True, parallel=True)
 def simulate_layered_batch(kinds, w2d, wflat, geoms, pool_maps, n_locs, thresholds, kappas, floors,
                            channels, times, offsets, t_end, tau_us, tref_us, wd0, gamma, train, rho, readout_times,
-                           x_out, a_out, count_out, dth_out, unmet_out, readout_counts, synops_out, readout_synops,
+                           x_out, a_out, count_out, dth_out, unmet_out, readout_counts, ops_out, readout_ops,
                            spike_log, n_logged):
     """``simulate_layered_sample`` for every sample of a CSR batch, samples in parallel on all cores."""
     B = offsets.shape[0] - 1
     for b in numba.prange(B):
         s, e = offsets[b], offsets[b + 1]
-        synops_out[b] = simulate_layered_sample(
+        ops_out[b, 0], ops_out[b, 1] = simulate_layered_sample(
             kinds, w2d, wflat, geoms, pool_maps, n_locs, thresholds, kappas, floors, channels[s:e],
             times[s:e], t_end[b], tau_us, tref_us, wd0, gamma, train, rho, readout_times,
-            b, x_out, a_out, count_out, dth_out, unmet_out, readout_counts, readout_synops, spike_log, n_logged)
+            b, x_out, a_out, count_out, dth_out, unmet_out, readout_counts, readout_ops, spike_log, n_logged)

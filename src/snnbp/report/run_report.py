@@ -1,7 +1,11 @@
-"""`snnbp report RUN_DIR`: figures (PNG) and a Markdown summary of a training run.
+"""`snnbp report RUN_DIR`: PNG figures and a Markdown page of a run in RUN_DIR/report/.
 
-Reads only what the run wrote (metrics.jsonl, summary.json, config.toml, optional latency.json written by
-``snnbp eval --latency --save``), so a report can be regenerated at any time without the data.
+Reads only what the run and its evaluation wrote, so a report can be regenerated at any time without
+the data: metrics.jsonl, summary.json and config.toml (training), model.safetensors or
+last.safetensors (weights), and, after ``snnbp eval RUN_DIR --curves``, curves.json (accuracy vs time
+and operations, confusion matrix, baseline comparison) and rasters.json (spikes of a few test samples).
+Figures (report/run_figures.py): training.png, health.png, confusion.png, rasters.png, weights.png,
+curves.png; each is drawn when its inputs exist, and the page says which are missing and how to get them.
 """
 
 from __future__ import annotations
@@ -10,118 +14,150 @@ import json
 import sys
 from pathlib import Path
 
+import numpy as np
+
 from snnbp.errors import DataError
 from snnbp.files import read_jsonl
+from snnbp.report import run_figures as figs
 
 
 def _rows(run: Path) -> list[dict]:
+    if not run.is_dir():
+        raise DataError(f"{run} is not a directory; pass the directory of a run made by `snnbp train`")
     path = run / "metrics.jsonl"
     if not path.is_file():
         raise DataError(f"{run} has no metrics.jsonl; pass the directory of a run made by `snnbp train`")
     rows, torn = read_jsonl(path)  # a torn last line is a run killed mid-append (files.read_jsonl)
     if torn:
-        print(f"snnbp: note: the last line of {path} is cut off (the run was killed while writing it); left out",
-              file=sys.stderr)
+        print(f"snnbp: note: the last line of {path} is cut off (the run was killed while writing it); it was skipped "
+              "and the report shows the complete lines", file=sys.stderr)
     if not rows:
         raise DataError(f"{path} holds no complete epoch yet; report a run after its first epoch")
     return rows
 
 
+def _json(path: Path) -> dict | None:
+    return json.loads(path.read_text()) if path.is_file() else None
+
+
+def _first_layer(run: Path) -> tuple[np.ndarray, tuple | None, str] | None:
+    """First layer's weights, the input map shape and a title, from the run's final or last checkpoint."""
+    from snnbp.serialization import load_tensors
+
+    for name in ("model.safetensors", "last.safetensors"):
+        p = run / name
+        if p.is_file():
+            tensors, meta = load_tensors(p)
+            if "ann" in meta:
+                w = tensors.get("ann.1.weight") if "ann.1.weight" in tensors else tensors.get("ann.0.weight")
+                if w is None:
+                    return None
+                cfg = meta.get("config", {}).get("model", {})
+                shape = tuple(cfg.get("input_shape") or ()) or None
+                w = w if w.ndim == 4 else w.T  # torch Linear (N, M) -> (M, N) columns per neuron
+                return w, shape, "first-layer weights of the conventional network"
+            if "layer0.weight" in tensors:
+                shape = tuple(meta.get("network", {}).get("input_shape") or ()) or None
+                return tensors["layer0.weight"], shape, "input weights of the first spiking layer"
+    return None
+
+
+def _input_shape(run: Path, n_inputs: int) -> tuple | None:
+    if n_inputs == 784:
+        return (1, 28, 28)
+    if n_inputs == 2 * 34 * 34:
+        return (2, 34, 34)
+    return None
+
+
+def _paper_row(run: Path, summary: dict) -> tuple[str, object] | None:
+    from snnbp.train.reproduce import ROWS
+
+    if run.name in ROWS:
+        return run.name, ROWS[run.name]
+    for name, r in ROWS.items():  # a run of a preset outside results/: matched by the preset's name
+        if summary.get("name") and summary["name"].endswith(name):
+            return name, r
+    return None
+
+
 def write_report(run: str | Path) -> Path:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    """Write RUN_DIR/report/{README.md, *.png}; returns the report folder."""
     run = Path(run)
     rows = _rows(run)
     out = run / "report"
     out.mkdir(exist_ok=True)
-    summary = json.loads((run / "summary.json").read_text()) if (run / "summary.json").is_file() else {}
-    ep = [r["epoch"] for r in rows]
-    test = [(r["epoch"], 100 * r["test_accuracy"]) for r in rows if "test_accuracy" in r]
-
-    fig, ax = plt.subplots(1, 3, figsize=(13, 3.6))
-    if test:
-        ax[0].plot(*zip(*test), "o-", label="test (full presentation)")
-    ax[0].plot(ep, [100 * r.get("train_accuracy", float("nan")) for r in rows], ".-", label="train (running)")
-    ax[0].set(xlabel="epoch", ylabel="accuracy (%)", title="accuracy")
-    ax[0].legend()
-    ax[1].plot(ep, [r.get("train_loss", float("nan")) for r in rows], ".-")
-    ax[1].set(xlabel="epoch", ylabel="0.5 |o - y|^2", title="training loss")
-    spikes = [r.get("train_spikes_per_layer") for r in rows]
-    if spikes and spikes[0]:
-        for l in range(len(spikes[0])):
-            ax[2].plot(ep, [s[l] for s in spikes], ".-", label=f"layer {l + 1}")
-    ax[2].set(xlabel="epoch", ylabel="spikes per training sample", title="activity")
-    ax[2].legend()
-    fig.suptitle(f"{summary.get('name', run.name)} - {summary.get('data', '')}")
-    fig.tight_layout()
-    fig.savefig(out / "training.png", dpi=110)
-    plt.close(fig)
-
-    figures = ["training.png"]
+    summary = _json(run / "summary.json") or {}
+    curves = _json(run / "curves.json")
+    rasters = _json(run / "rasters.json")
+    title = f"{summary.get('name', run.name)} - {summary.get('data', '')}"
+    figures = [("training curves", figs.training_figure(rows, out / "training.png", title))]
+    missing = []
     if any("health" in r for r in rows):
-        _health_figure(rows, out / "health.png", plt)
-        figures.append("health.png")
-    lat = run / "latency.json"
-    if lat.is_file():
-        curve = json.loads(lat.read_text())["latency_curve"]
-        fig, ax = plt.subplots(1, 2, figsize=(9, 3.6))
-        ax[0].plot(curve["time_ms"], [100 * a for a in curve["accuracy"]], "o-")
-        ax[0].set(xlabel="presentation time (ms)", ylabel="accuracy (%)", title="accuracy vs latency")
-        ax[1].plot([s / 1e6 for s in curve["synops_per_sample"]], [100 * a for a in curve["accuracy"]], "o-")
-        ax[1].set(xlabel="synaptic operations per sample (millions)", ylabel="accuracy (%)", title="accuracy vs operations")
-        fig.tight_layout()
-        fig.savefig(out / "latency.png", dpi=110)
-        plt.close(fig)
-        figures.append("latency.png")
+        figures.append(("health signals per layer", figs.health_figure(rows, out / "health.png")))
+    layer = _first_layer(run)
+    if layer is not None:
+        w, shape, what = layer
+        shape = shape or (_input_shape(run, w.shape[0]) if w.ndim == 2 else None)
+        figures.append((what, figs.weights_figure(w, shape, out / "weights.png", what)))
+    if curves is not None:
+        figures.append(("accuracy vs time and vs operations", figs.curves_figure(curves, out / "curves.png")))
+        if "confusion" in curves:
+            figures.append(("confusion matrix", figs.confusion_figure(curves["confusion"], out / "confusion.png",
+                                                                      "test confusion (full presentation)")))
+    else:
+        missing.append("accuracy-vs-time/operations curves and the confusion matrix: run "
+                       f"`snnbp eval {run} --curves` first")
+    if rasters is not None:
+        figures.append(("spike rasters of test samples", figs.raster_figure(rasters, out / "rasters.png")))
+    elif summary.get("kind") != "ann":
+        missing.append(f"spike rasters: written by `snnbp eval {run} --curves`")
+    (out / "README.md").write_text(_page(run, rows, summary, curves, figures, missing))
+    return out
 
+
+def _pct(v) -> str:
+    return "-" if v is None else f"{100 * v:.2f} %"
+
+
+def _page(run: Path, rows, summary: dict, curves: dict | None, figures, missing) -> str:
     lines = [f"# Run report: {summary.get('name', run.name)}", "",
              f"- data: {summary.get('data', 'unknown')}",
-             f"- epochs: {summary.get('epochs', len(rows))}, training wall time {summary.get('train_wall_s')} s, "
-             f"{summary.get('samples_per_s')} samples/s",
-             f"- final test accuracy: {summary.get('test_accuracy')}",
-             f"- synaptic operations per test sample: {summary.get('synops_per_sample')}",
+             f"- network: {summary.get('network', '?')}; epochs: {summary.get('epochs', len(rows))}; training wall time "
+             f"{summary.get('train_wall_s')} s ({summary.get('samples_per_s', '-')} samples/s)",
+             f"- final test accuracy: {_pct(summary.get('test_accuracy'))}",
              f"- commit {summary.get('commit')}, machine: {summary.get('machine')}"]
+    if "macs_per_sample" in summary:
+        lines.append(f"- conventional network: {summary['macs_per_sample']:,} multiply-accumulates per sample")
+    elif summary.get("synops_per_sample") is not None:
+        lines.append(f"- synaptic operations per test sample: {summary['synops_per_sample']:,.0f}")
     if "test_accuracy_last_epochs" in summary:
         s = summary["test_accuracy_last_epochs"]
         lines.append(f"- test accuracy over the last {s['n']} epochs [min, mean, max]: "
                      f"[{100 * s['min']:.2f}, {100 * s['mean']:.2f}, {100 * s['max']:.2f}] %")
-    lines += ["", "| epoch | lr | train loss | train acc | test acc | hidden spikes/sample |", "|---|---|---|---|---|---|"]
+    paper = _paper_row(run, summary)
+    if paper is not None:
+        from snnbp.train.reproduce import _fmt_triple
+
+        name, r = paper
+        lines.append(f"- beside the paper: row `{name}` ({r.network}, {r.protocol}; {r.source}): paper "
+                     f"{_fmt_triple(r.paper)} %")
+    if curves is not None and curves.get("comparison"):
+        from snnbp.metrics.curves import describe_comparison
+
+        lines += ["", "## Operations against the conventional baseline", "", "```"]
+        lines += describe_comparison(curves["comparison"]) + ["```", "",
+                                                             "Counting: docs/efficiency.md (synaptic operations = spikes "
+                                                             "x fan-out; lateral updates counted apart and added; baseline: "
+                                                             "dense multiply-accumulates)."]
+    lines += ["", "## Figures", ""] + [f"### {what}\n\n![{what}]({f})\n" for what, f in figures]
+    if missing:
+        lines += ["Not drawn:", ""] + [f"- {m}" for m in missing] + [""]
+    lines += ["## Epochs", "", "| epoch | lr | train loss | train acc | test acc | spikes per sample (per layer) |",
+              "|---|---|---|---|---|---|"]
     for r in rows:
         ta = f"{100 * r['test_accuracy']:.2f}" if "test_accuracy" in r else ""
-        sp = r.get("train_spikes_per_layer", [""])
-        lines.append(f"| {r['epoch']} | {r['lr']:.5f} | {r.get('train_loss', float('nan')):.4f} | "
-                     f"{100 * r.get('train_accuracy', float('nan')):.2f} | {ta} | {sp[0]} |")
-    lines += [""] + [f"![{f}]({f})" for f in figures]
-    (out / "README.md").write_text("\n".join(lines) + "\n")
-    return out
-
-
-def _health_figure(rows: list[dict], path: Path, plt) -> None:
-    """Per-layer health signals over epochs (metrics.health): thresholds, floor, dead units, weight norms."""
-    hr = [(r["epoch"], r["health"]) for r in rows if "health" in r]
-    ep = [e for e, _ in hr]
-    n_layers = len(hr[0][1]["layers"])
-    colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
-    fig, ax = plt.subplots(1, 4, figsize=(17, 3.6))
-    for l in range(n_layers):
-        c = colors[l % len(colors)]
-        get = lambda k: [h["layers"][l][k] for _, h in hr]  # noqa: E731
-        ax[0].plot(ep, get("th_mean"), "-", color=c, label=f"layer {l + 1} mean")
-        ax[0].fill_between(ep, get("th_min"), get("th_max"), color=c, alpha=0.15)
-        ax[1].plot(ep, [100 * v for v in get("at_floor")], "--", color=c, label=f"layer {l + 1} at floor")
-        ax[1].plot(ep, [100 * v for v in get("dead")], "-", color=c, label=f"layer {l + 1} dead")
-        ax[2].plot(ep, get("wnorm2_q50"), "-", color=c, label=f"layer {l + 1} median")
-        ax[2].fill_between(ep, get("wnorm2_q05"), get("wnorm2_q95"), color=c, alpha=0.15)
-    ax[3].plot(ep, [100 * h["zero_error_fraction"] for _, h in hr], ".-", color="black")
-    ax[0].set(xlabel="epoch", ylabel="V_th (min-max band)", title="thresholds", yscale="log")
-    ax[1].set(xlabel="epoch", ylabel="% of neurons", title="held at the floor / no training spike")
-    ax[2].set(xlabel="epoch", ylabel="|W_i|^2 (5-95 % band)", title="squared weight norms")
-    ax[3].set(xlabel="epoch", ylabel="% of training samples", title="samples with zero output error")
-    for a in ax[:3]:
-        a.legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+        tr = f"{100 * r['train_accuracy']:.2f}" if "train_accuracy" in r else ""
+        lines.append(f"| {r['epoch']} | {r.get('lr', float('nan')):.5g} | {r.get('train_loss', float('nan')):.4f} | {tr} | "
+                     f"{ta} | {r.get('train_spikes_per_layer', '')} |")
+    return "\n".join(lines) + "\n"

@@ -189,7 +189,8 @@ class DenseTrainer:
                                 [t(c.astype(np.float32)).reshape(-1, *o) for c, o in zip(r.counts, out)],
                                 [t(d).reshape(-1, *s) for d, s in zip(r.dth, shape)],
                                 [t(u).reshape(-1, *s) for u, s in zip(r.unmet, shape)],
-                                t(r.synops.astype(np.float64)), t(r.readout_counts), t(r.readout_synops))
+                                t(r.synops.astype(np.float64)), t(r.readout_counts), t(r.readout_synops),
+                                t(r.lateral_ops.astype(np.float64)), t(r.readout_lateral.astype(np.float64)))
 
         call = Lee2016Call(list(model.layers), batch, model.neuron, True, rho, self.rule.normalize, simulate=simulate,
                            shared_grad=self.rule.shared_grad)

@@ -70,13 +70,13 @@ def _train_forward(net, events, b, label, neuron, rho, normalize, scratch, cols,
     weights, thresholds, kappas, floors, _ = net
     channels, times, offsets, t_end = events
     tau_us, tref_us, wd0, gamma, _ = neuron
-    x_s, a_s, count_s, dth_s, unmet_s, delta_s, ro_counts, ro_synops = scratch
+    x_s, a_s, count_s, dth_s, unmet_s, delta_s, ro_counts, ro_ops = scratch
     s32, o32, s64, o64 = cols
     L = len(weights)
     s, e = offsets[b], offsets[b + 1]
-    synops = simulate_sample(weights, s32, o32, thresholds, kappas, floors, channels[s:e], times[s:e],
+    synops, _ = simulate_sample(weights, s32, o32, thresholds, kappas, floors, channels[s:e], times[s:e],
                              t_end[b], tau_us, tref_us, wd0, gamma, True, rho, np.zeros(0),
-                             0, x_s, a_s, count_s, dth_s, unmet_s, ro_counts, ro_synops, np.zeros((1, 0, 3)),
+                             0, x_s, a_s, count_s, dth_s, unmet_s, ro_counts, ro_ops, np.zeros((1, 0, 3)),
                              np.zeros(1, np.int64))
     loss = sample_deltas(weights, s64, o64, thresholds, count_s, 0, label, gamma, normalize, delta_s)
     stats[0] += loss
@@ -113,7 +113,7 @@ def sgd_per_sample(net, events, labels, neuron, hyper, scratch, columns, stats, 
       labels  (B,) int64
       neuron  = (tau_us, tref_us, wd0, gamma, sigma)
       hyper   = (rho, lr_w, lr_th, lam, beta, normalize, floor_mode)
-      scratch = (x_s, a_s, count_s, dth_s, unmet_s, delta_s, ro_counts, ro_synops): per-sample
+      scratch = (x_s, a_s, count_s, dth_s, unmet_s, delta_s, ro_counts, ro_ops): per-sample
                 buffers, leading dimension 1 (EventTrainer._sgd_scratch)
       columns = (col_s64, col_s32, col_inv, col_off64, col_off32, sq_norms, col_sums): the lazy
                 columns, (N_l,) ones (scales) / zeros (offsets); sq_norms[l], col_sums[l] (N_l,) for

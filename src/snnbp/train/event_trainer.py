@@ -153,7 +153,7 @@ class EventTrainer:
         one = lambda n, dt=np.float32: np.zeros((1, n), dt)  # noqa: E731
         return (one(net.n_inputs), tuple(one(n) for n in sizes), tuple(one(n, np.int32) for n in sizes),
                 tuple(one(n) for n in sizes), tuple(one(n) for n in sizes), tuple(one(n, np.float64) for n in sizes),
-                np.zeros((1, 0, sizes[-1]), np.int32), np.zeros((1, 0), np.int64))
+                np.zeros((1, 0, sizes[-1]), np.int32), np.zeros((1, 0, 2), np.int64))
 
     def _lazy_columns(self) -> tuple:
         """Identity column scales / offsets and norm buffers of the fused step (``columns``)."""

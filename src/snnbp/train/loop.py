@@ -221,7 +221,16 @@ def _epochs(cfg, out_dir, resume, progress_bar, log, commit, dist, evaluate, sou
 def run_from_args(config_path: str | None, overrides: list[str], out: str | None, resume: str | None) -> dict:
     if resume:
         out_dir = Path(resume)
-        return train(check_resumable(out_dir, overrides), out_dir, resume=True)
+        return _train_any(check_resumable(out_dir, overrides), out_dir, resume=True)
     cfg = load_config(config_path, overrides)
     out_dir = Path(out) if out else Path("runs") / f"{cfg.name}-{time.strftime('%Y%m%d-%H%M%S')}"
-    return train(cfg, out_dir)
+    return _train_any(cfg, out_dir)
+
+
+def _train_any(cfg: Config, out_dir: Path, resume: bool = False) -> dict:
+    """A spiking run (``train``) or, for model.kind = "ann", a conventional baseline (train/ann_trainer.py)."""
+    if cfg.model.kind == "ann":
+        from snnbp.train.ann_trainer import train_ann
+
+        return train_ann(cfg, out_dir, resume=resume)
+    return train(cfg, out_dir, resume=resume)

@@ -30,25 +30,35 @@ class PaperRow:
     task: str
     network: str
     protocol: str
-    paper: tuple[float | None, float, float | None]  # [min, mean, max]; None where the paper gives one number
+    paper: tuple[float | None, float, float | None] | None  # [min, mean, max]; None where the paper gives one number
     source: str
+    baseline: str | None = None  # the row of the conventional network of the same shape and data (model.kind = "ann")
 
 
 ROWS: dict[str, PaperRow] = {
     "mnist-800": PaperRow("paper/mnist-800.toml", "PI-MNIST", "784-800-10", "SGD, batch 1", (98.56, 98.64, 98.71),
-                          "v1 Table 2"),
+                          "v1 Table 2", "ann-mnist-800"),
     "mnist-500-500": PaperRow("paper/mnist-500-500.toml", "PI-MNIST", "784-500-500-10", "SGD, batch 1",
                               (98.63, 98.70, 98.76), "v1 Table 2"),
     "mnist-300-300-adam": PaperRow("paper/mnist-300-300-adam.toml", "PI-MNIST", "784-300-300-10", "ADAM",
                                    (98.71, 98.77, 98.88), "v1 Table 2"),
     "nmnist-800": PaperRow("paper/nmnist-800.toml", "N-MNIST", "2312-800-10", "SGD, batch 1", (None, 98.66, None),
-                           "Frontiers (as cited)"),
+                           "Frontiers (as cited)", "ann-nmnist-800"),
     "nmnist-500": PaperRow("paper/nmnist-500.toml", "N-MNIST", "2312-500-10", "SGD, batch 1", (98.45, 98.53, 98.61),
                            "v1 Table 2"),
     "mnist-conv": PaperRow("paper/mnist-conv.toml", "MNIST", "28x28-20C5-P2-50C5-P2-200-10", "ADAM",
-                           (None, 99.31, None), "Frontiers (as cited)"),
+                           (None, 99.31, None), "Frontiers (as cited)", "ann-mnist-conv"),
     "main-job": PaperRow("quick-mnist-800.toml", "PI-MNIST", "784-800-10", "ADAM, 5 min budget", (None, 97.5, None),
-                         "snnbp target (>= 97.5 %)"),
+                         "snnbp target (>= 97.5 %)", "ann-mnist-800"),
+    # Conventional baselines (model.kind = "ann"): same shape, same data, MACs per sample recorded.
+    "ann-mnist-800": PaperRow("paper/ann-mnist-800.toml", "PI-MNIST", "784-800-10 ReLU MLP", "ADAM, batch 100",
+                              (None, 98.4, None), "v1 text (shallow MLP cited)"),
+    "ann-nmnist-800": PaperRow("paper/ann-nmnist-800.toml", "N-MNIST", "2312-800-10 ReLU MLP", "ADAM, batch 100",
+                               None, "snnbp baseline (event counts)"),
+    "ann-mnist-conv": PaperRow("paper/ann-mnist-conv.toml", "MNIST", "28x28-20C5-P2-50C5-P2-200-10 ReLU CNN",
+                               "ADAM, batch 100", None, "snnbp baseline"),
+    "ann-nmnist-conv": PaperRow("paper/ann-nmnist-conv.toml", "N-MNIST", "2x34x34-20C5-P2-50C4-P2-200-10 ReLU CNN",
+                                "ADAM, batch 100", (None, 98.3, None), "v1 Table 2 (Neil & Liu 2016 CNN, centred)"),
 }
 
 
@@ -108,6 +118,8 @@ def _rows_of(run_dir: Path) -> list[dict]:
 
 
 def _fmt_triple(t) -> str:
+    if t is None:
+        return "-"
     lo, mean, hi = t
     if lo is None:
         return f"{mean:.2f}"

@@ -33,7 +33,7 @@ import numpy as np
 from snnbp.config import Config, load_config, to_dict
 from snnbp.errors import ConfigError, RunFinished
 from snnbp.files import read_jsonl, write_text_atomic
-from snnbp.serialization import FINAL, LAST, load_checkpoint
+from snnbp.serialization import FINAL, LAST, load_tensors
 
 
 def git_commit() -> str:
@@ -154,7 +154,8 @@ def check_resumable(out_dir: Path, overrides: list[str]) -> Config:
     out_dir = Path(out_dir)
     if not (out_dir / LAST).is_file():
         raise ConfigError(f"{out_dir} holds no resumable run ({LAST} is missing); check the path")
-    _, _, _, progress, saved_dict = load_checkpoint(out_dir / LAST)
+    _, meta = load_tensors(out_dir / LAST)  # a spiking or a conventional (model.kind = "ann") checkpoint
+    progress, saved_dict = meta.get("progress", {}), meta.get("config", {})
     saved = load_config(None, [], base=saved_dict)
     cfg = load_config(None, overrides, base=saved_dict)
     _check_resume_overrides(saved, cfg)

@@ -1,0 +1,43 @@
+"""What a conventional network sees of a sample: one dense vector per sample, in the SNN's channel order.
+
+MNIST: the 784 pixel intensities / 255 (the image the Poisson streams are drawn from, docs/method.md 6.1).
+N-MNIST: the event counts of the whole recording per channel, channel = (polarity, y, x) (data/events.py),
+divided by the sample's largest count so that every sample lies in [0, 1] as an image does. A CNN reads
+the same vector as a (P, H, W) map: for N-MNIST that is the two-polarity event-count frame of the whole
+recording. (The SNN is trained on 300-event crops and tested on the full stream; the baseline is trained
+and tested on full-stream frames, the comparison the paper's "conventional CNN trained and tested on
+the same data" suggests.)
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def event_counts(streams: tuple, n_inputs: int) -> np.ndarray:
+    """(n, n_inputs) float32 counts per channel of CSR streams (channels, times_us, offsets)."""
+    ch, _, off = streams
+    n = len(off) - 1
+    sample = np.repeat(np.arange(n, dtype=np.int64), np.diff(off))
+    flat = np.bincount(sample * n_inputs + ch.astype(np.int64), minlength=n * n_inputs)
+    return flat.reshape(n, n_inputs).astype(np.float32)
+
+
+def _max_normalized(x: np.ndarray) -> np.ndarray:
+    peak = x.max(axis=1, keepdims=True)
+    return x / np.where(peak > 0, peak, 1.0)
+
+
+def dense_inputs(source, split: str) -> tuple[np.ndarray, np.ndarray]:
+    """(X (n, n_inputs) float32 in [0, 1], labels (n,) int64) of a sample source's split ("train"/"test")."""
+    if split not in ("train", "test"):
+        raise ValueError(f"dense_inputs: split must be 'train' or 'test', got {split!r}")
+    labels = getattr(source, f"{split}_labels")
+    if hasattr(source, "train_images"):  # MNIST
+        return getattr(source, f"{split}_images").astype(np.float32) / 255.0, labels
+    return _max_normalized(event_counts(getattr(source, f"{split}_streams"), source.n_inputs)), labels
+
+
+def input_kind(source) -> str:
+    """What ``dense_inputs`` gives a conventional network of this source, in words."""
+    return "pixel intensities" if hasattr(source, "train_images") else "event counts of the whole recording"
