@@ -94,3 +94,30 @@ def test_a_row_trained_on_synthetic_nmnist_says_so_in_the_table(tmp_path, capsys
     assert main(["reproduce", "--table", "--results", str(tmp_path / "results")]) == 0
     line = next(l for l in (tmp_path / "results" / "README.md").read_text().splitlines() if l.startswith("| [nmnist-800]"))
     assert "| N-MNIST (synthetic) |" in line and "running: epoch 1/200, latest 90.00 %" in line
+
+
+def test_table_gains_baseline_rows_and_operations_read_from_the_records(tmp_path, capsys):
+    # A conventional baseline row and a spiking row evaluated with --curves: the table's operations and
+    # "vs baseline" cells come from their summary.json / curves.json, none typed.
+    root = write_fake_mnist(tmp_path / "data")
+    results = tmp_path / "results"
+    ann = ["reproduce", "ann-mnist-800", "--results", str(results)]
+    for kv in ["model.hidden=[30]", "train.epochs=2", "optim.batch_size=10", f"data.root=\"{root}\""]:
+        ann += ["--set", kv]
+    assert main(ann) == 0
+    snn = ["reproduce", "main-job", "--results", str(results)]
+    for kv in ["model.hidden=[30]", "train.epochs=2", "train.chunk=20", "data.test_ms=200.0", f"data.root=\"{root}\""]:
+        snn += ["--set", kv]
+    assert main(snn) == 0
+    assert main(["eval", str(results / "main-job"), "--curves"]) == 0  # finds results/ann-mnist-800 itself
+    assert main(["reproduce", "--table", "--results", str(results)]) == 0
+    capsys.readouterr()
+    table = (results / "README.md").read_text().splitlines()
+    base = next(l for l in table if l.startswith("| [ann-mnist-800]"))
+    assert f"{(784 * 30 + 300) / 1e6:.2f} M MACs" in base and "| 98.40 |" in base
+    curves = json.loads((results / "main-job" / "curves.json").read_text())
+    line = next(l for l in table if l.startswith("| [main-job]"))
+    assert f"{curves['ops_per_sample'][-1] / 1e6:.2f} M SynOps + lateral" in line
+    hit = curves["comparison"]["at_baseline"]
+    assert (f"{hit['fewer_ops_factor']:.2f}x fewer" in line) if hit else ("never reaches" in line)
+    assert "[ann-mnist-800]" in line

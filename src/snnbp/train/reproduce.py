@@ -156,6 +156,32 @@ def row_status(name: str, run_dir: Path) -> dict:
     return out
 
 
+def _operations_cells(run_dir: Path, r: PaperRow) -> tuple[str, str]:
+    """The table's "ops / test sample" and "vs baseline" cells of a row, read from its records."""
+    summary = json.loads((run_dir / "summary.json").read_text()) if (run_dir / "summary.json").is_file() else {}
+    if "macs_per_sample" in summary:
+        return f"{summary['macs_per_sample'] / 1e6:.2f} M MACs", "-"
+    curves = json.loads((run_dir / "curves.json").read_text()) if (run_dir / "curves.json").is_file() else None
+    if curves is None:
+        return "-", "-"
+    ops = f"{curves['ops_per_sample'][-1] / 1e6:.2f} M SynOps + lateral"
+    cmp = curves.get("comparison")
+    if not cmp:
+        return ops, "no baseline"
+    base = f"[{r.baseline}]" if r.baseline else ""
+    acc_b = 100 * cmp["baseline"]["test_accuracy"]
+    hit = cmp.get("at_baseline")
+    if hit:
+        return ops, (f"{hit['fewer_ops_factor']:.2f}x fewer, reaches {acc_b:.2f} % at {hit['time_ms']:.0f} ms "
+                     f"{base}")
+    near = cmp.get("baseline_minus_0.5") or cmp.get("baseline_minus_1")
+    text = f"never reaches {acc_b:.2f} % {base}"
+    if near:
+        text += (f"; {100 * near['target_accuracy']:.2f} % at {near['time_ms']:.0f} ms, "
+                 f"{near['fewer_ops_factor']:.2f}x fewer")
+    return ops, text
+
+
 def write_table(results: Path) -> Path:
     """Regenerate results/README.md from the row records under ``results`` (module doc)."""
     results = Path(results)
@@ -167,14 +193,19 @@ def write_table(results: Path) -> Path:
         "Measured = test accuracy (%) on the full test set, [min, mean, max] over the last `eval_last` epochs",
         "of the schedule (the paper's statistic), or the final test of a row without that window (eval_last = 0);",
         "`latest` is the newest evaluated epoch while a row is running.",
+        "Operations per test sample (docs/efficiency.md): a spiking row's synaptic operations plus lateral-inhibition",
+        "updates over the whole test presentation, from `snnbp eval results/ROW --curves` (curves.json); a",
+        "conventional row's (`ann-*`) multiply-accumulates. `vs baseline`: when the spiking row's accuracy over time",
+        "first reaches its conventional baseline's (row in brackets), the baseline's MACs / the operations spent by then.",
         "",
-        "| row | task | network | protocol | paper | measured | status | wall time | commits | source |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "| row | task | network | protocol | paper | measured | status | ops / test sample | vs baseline | wall time | commits | source |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for name, r in ROWS.items():
         d = results / name
         if not d.is_dir():
-            lines.append(f"| {name} | {r.task} | {r.network} | {r.protocol} | {_fmt_triple(r.paper)} | - | not run | - | - | {r.source} |")
+            lines.append(f"| {name} | {r.task} | {r.network} | {r.protocol} | {_fmt_triple(r.paper)} | - | not run | - | - | - | - "
+                         f"| {r.source} |")
             continue
         st = row_status(name, d)
         measured = _fmt_triple(st["window"]) if st["window"] and st["finished"] else "-"
@@ -190,8 +221,9 @@ def write_table(results: Path) -> Path:
                 status += f", latest {st['latest'][1]:.2f} % (epoch {st['latest'][0]})"
         wall = f"{st['wall_s'] / 3600:.2f} h" if st["wall_s"] else "-"
         task = f"{r.task} (synthetic)" if st["synthetic"] else r.task
+        ops, versus = _operations_cells(d, r)
         lines.append(f"| [{name}]({name}/) | {task} | {r.network} | {r.protocol} | {_fmt_triple(r.paper)} | "
-                     f"{measured} | {status} | {wall} | {', '.join(st['commits']) or '-'} | {r.source} |")
+                     f"{measured} | {status} | {ops} | {versus} | {wall} | {', '.join(st['commits']) or '-'} | {r.source} |")
     lines += ["", "Machines:", ""]
     machines = sorted({m for name in ROWS if (results / name).is_dir() for m in row_status(name, results / name)["machines"]})
     lines += [f"- {m}" for m in machines] or ["- (none yet)"]
