@@ -134,7 +134,7 @@ def test_ann_baseline_trains_evaluates_and_resumes_exactly(tmp_path, capsys):
     root = write_fake_mnist(tmp_path / "data")
     s = _run(tmp_path, capsys, "ann", ANN, root)
     assert s["kind"] == "ann" and s["macs_per_sample"] == 784 * 30 + 300 and s["test_accuracy"] > 0.3
-    assert "pixel intensities" in s["data"]
+    assert s["data"] == "MNIST (real): pixel intensities"
     assert main(["eval", str(tmp_path / "ann")]) == 0
     ev = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert ev["test_accuracy"] == s["test_accuracy"] and ev["macs_per_sample"] == s["macs_per_sample"]

@@ -38,6 +38,8 @@ def dense_inputs(source, split: str) -> tuple[np.ndarray, np.ndarray]:
     return _max_normalized(event_counts(getattr(source, f"{split}_streams"), source.n_inputs)), labels
 
 
-def input_kind(source) -> str:
-    """What ``dense_inputs`` gives a conventional network of this source, in words."""
-    return "pixel intensities" if hasattr(source, "train_images") else "event counts of the whole recording"
+def describe_inputs(source) -> str:
+    """The data and what ``dense_inputs`` makes of it, in words (a run summary's "data")."""
+    if hasattr(source, "train_images"):
+        return "MNIST (real): pixel intensities"
+    return f"{source.name}: event counts of the whole recording"

@@ -19,7 +19,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from snnbp.ann.features import dense_inputs, input_kind
+from snnbp.ann.features import dense_inputs, describe_inputs
 from snnbp.ann.network import build_ann, macs_per_sample
 from snnbp.config import Config, to_dict, to_toml
 from snnbp.data.sources import make_source
@@ -121,7 +121,7 @@ def train_ann(cfg: Config, out_dir: Path, resume: bool = False, log=print) -> di
     write_text_atomic(out_dir / "config.toml", to_toml(cfg))
     cfg_dict = to_dict(cfg)
     header = {"n_inputs": n_inputs, "macs_per_sample": macs, "describe": describe(cfg.model, n_inputs)}
-    log(f"data: {source.name} ({input_kind(source)}); {len(ytr)} training / {len(yte)} test samples; conventional network "
+    log(f"data: {describe_inputs(source)}; {len(ytr)} training / {len(yte)} test samples; conventional network "
         f"{header['describe']}, {macs:,} MACs per sample")
     loss_fn = nn.CrossEntropyLoss()
     bs = cfg.optim.batch_size
@@ -161,7 +161,7 @@ def train_ann(cfg: Config, out_dir: Path, resume: bool = False, log=print) -> di
     save_tensors_atomic(out_dir / FINAL, model_tensors(model), {ANN_HEADER: header, "config": cfg_dict})
     rows = read_jsonl(metrics)[0]
     summary = {
-        "name": cfg.name, "kind": "ann", "data": f"{source.name}; {input_kind(source)}", "network": header["describe"], "epochs": epoch,
+        "name": cfg.name, "kind": "ann", "data": describe_inputs(source), "network": header["describe"], "epochs": epoch,
         "train_wall_s": round(train_wall, 1), "wall_s": round(sum(r["epoch_wall_s"] for r in rows), 1),
         "test_accuracy": rows[-1]["test_accuracy"], "macs_per_sample": macs,
         "commit": commit, "machine": machine(), "run_dir": str(out_dir),
