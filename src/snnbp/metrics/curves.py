@@ -88,6 +88,13 @@ def compare_with_baseline(curves: dict, baseline: dict) -> dict:
     return out
 
 
+def ratio_words(factor: float) -> str:
+    """baseline MACs / SNN operations in words: "3.10x fewer operations" or "1.23x more operations"."""
+    if factor >= 1.0:
+        return f"{factor:.2f}x fewer operations than the baseline's MACs"
+    return f"{1.0 / factor:.2f}x more operations than the baseline's MACs"
+
+
 def describe_comparison(cmp: dict) -> list[str]:
     """Lines a user reads: when and at how many operations the SNN reaches its baseline's accuracy."""
     b = cmp["baseline"]
@@ -99,8 +106,7 @@ def describe_comparison(cmp: dict) -> list[str]:
             lines.append(f"  the SNN never reaches {label} within the presentation")
         else:
             lines.append(f"  the SNN reaches {label} ({100 * hit['target_accuracy']:.2f} %) after {hit['time_ms']:.1f} ms "
-                         f"and {hit['ops_per_sample']:,.0f} operations per sample: "
-                         f"{hit['fewer_ops_factor']:.2f}x fewer than the baseline's MACs")
+                         f"and {hit['ops_per_sample']:,.0f} operations per sample: {ratio_words(hit['fewer_ops_factor'])}")
     full = cmp["full_presentation"]
     lines.append(f"  whole presentation: {full['ops_per_sample']:,.0f} operations per sample "
                  f"(baseline MACs / SNN operations = {full['macs_ratio']:.2f})")

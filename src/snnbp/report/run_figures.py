@@ -165,7 +165,12 @@ def weights_figure(w: np.ndarray, input_shape: tuple[int, ...] | None, path: Pat
         lim = float(np.abs(img).max()) or 1.0
         a.imshow(img, cmap="RdBu_r", vmin=-lim, vmax=lim)
         a.set_title(str(i), fontsize=6)
-    fig.suptitle(title + " (red > 0 > blue, each image on its own scale)", fontsize=9)
+    sides = ""
+    if w.ndim == 2 and input_shape is not None and input_shape[0] == 2:
+        sides = "; left: OFF events (polarity 0), right: ON events (polarity 1)"
+    elif w.ndim == 4 and w.shape[1] > 1:
+        sides = "; input maps side by side"
+    fig.suptitle(title + f" (red > 0 > blue, each image on its own scale{sides})", fontsize=9)
     return _save(fig, path)
 
 
@@ -189,7 +194,7 @@ def curves_figure(curves: dict, path: Path) -> str:
         hit = cmp.get("at_baseline")
         if hit:
             ax[1].plot([hit["ops_per_sample"]], [100 * hit["accuracy"]], "*", ms=12, color="#d62728",
-                       label=f"reaches the baseline: {hit['fewer_ops_factor']:.2f}x fewer operations")
+                       label=f"reaches the baseline: MACs / ops = {hit['fewer_ops_factor']:.2f}")
             ax[0].axvline(hit["time_ms"], color="#d62728", ls=":", lw=1, label=f"after {hit['time_ms']:.0f} ms")
     lo = max(0.0, min(acc) - 2)
     for a in ax:

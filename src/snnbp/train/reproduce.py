@@ -172,13 +172,12 @@ def _operations_cells(run_dir: Path, r: PaperRow) -> tuple[str, str]:
     acc_b = 100 * cmp["baseline"]["test_accuracy"]
     hit = cmp.get("at_baseline")
     if hit:
-        return ops, (f"{hit['fewer_ops_factor']:.2f}x fewer, reaches {acc_b:.2f} % at {hit['time_ms']:.0f} ms "
-                     f"{base}")
+        return ops, (f"MACs / ops = {hit['fewer_ops_factor']:.2f} at {acc_b:.2f} % ({hit['time_ms']:.0f} ms) {base}")
     near = cmp.get("baseline_minus_0.5") or cmp.get("baseline_minus_1")
     text = f"never reaches {acc_b:.2f} % {base}"
     if near:
-        text += (f"; {100 * near['target_accuracy']:.2f} % at {near['time_ms']:.0f} ms, "
-                 f"{near['fewer_ops_factor']:.2f}x fewer")
+        text += (f"; MACs / ops = {near['fewer_ops_factor']:.2f} at {100 * near['target_accuracy']:.2f} % "
+                 f"({near['time_ms']:.0f} ms)")
     return ops, text
 
 
@@ -196,7 +195,8 @@ def write_table(results: Path) -> Path:
         "Operations per test sample (docs/efficiency.md): a spiking row's synaptic operations plus lateral-inhibition",
         "updates over the whole test presentation, from `snnbp eval results/ROW --curves` (curves.json); a",
         "conventional row's (`ann-*`) multiply-accumulates. `vs baseline`: when the spiking row's accuracy over time",
-        "first reaches its conventional baseline's (row in brackets), the baseline's MACs / the operations spent by then.",
+        "first reaches its conventional baseline's (row in brackets), the baseline's MACs / the operations spent by then",
+        "(above 1: the SNN needs fewer operations; below 1: more).",
         "",
         "| row | task | network | protocol | paper | measured | status | ops / test sample | vs baseline | wall time | commits | source |",
         "|---|---|---|---|---|---|---|---|---|---|---|---|",
