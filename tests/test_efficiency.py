@@ -181,6 +181,7 @@ def test_curves_and_report_with_every_figure(tmp_path, capsys):
     assert np.asarray(curves["confusion"]).sum() == curves["n_test"]
     rasters = json.loads((run / "rasters.json").read_text())
     assert len(rasters["samples"]) == 3 and rasters["layer_sizes"] == [30, 10]
+    assert len({smp["label"] for smp in rasters["samples"]}) == 3  # three different digits
     assert main(["report", str(run)]) == 0
     capsys.readouterr()
     report = run / "report"

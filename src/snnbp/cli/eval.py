@@ -91,7 +91,7 @@ def _eval_snn(path: Path, args) -> dict:
     from snnbp.data.sources import make_source
     from snnbp.metrics.curves import build_curves, compare_with_baseline, describe_comparison, readout_grid, \
         test_presentation_ms
-    from snnbp.metrics.rasters import record_rasters
+    from snnbp.metrics.rasters import raster_samples, record_rasters
     from snnbp.serialization import load_checkpoint
     from snnbp.train.build import make_evaluator
 
@@ -116,9 +116,9 @@ def _eval_snn(path: Path, args) -> dict:
             print("no baseline to compare with: pass --baseline RUN_DIR (a run of a model.kind = \"ann\" preset, e.g. "
                   "`snnbp reproduce ann-mnist-800`)")
         write_json_atomic(path.parent / "curves.json", curves)  # `snnbp report` draws it
-        n = min(RASTER_SAMPLES, len(source.test_labels))
-        write_json_atomic(path.parent / "rasters.json", record_rasters(net, source, list(range(n))))
-        print(f"curves written to {path.parent / 'curves.json'}, spike rasters of {n} test samples to "
+        picks = raster_samples(source.test_labels, RASTER_SAMPLES)
+        write_json_atomic(path.parent / "rasters.json", record_rasters(net, source, picks))
+        print(f"curves written to {path.parent / 'curves.json'}, spike rasters of {len(picks)} test samples to "
               f"{path.parent / 'rasters.json'}")
         out.pop("latency_curve", None)
     return out

@@ -15,6 +15,18 @@ MAX_SPIKES = 20_000
 MAX_INPUT = 6_000
 
 
+def raster_samples(labels, n: int) -> list[int]:
+    """The first test sample of each of the first n distinct digits (test sets may be sorted by digit)."""
+    picks, seen = [], set()
+    for i, y in enumerate(labels):
+        if int(y) not in seen:
+            seen.add(int(y))
+            picks.append(i)
+            if len(picks) == n:
+                break
+    return picks
+
+
 def record_rasters(net, source, indices: list[int], max_spikes: int = MAX_SPIKES, max_input: int = MAX_INPUT) -> dict:
     """{"layer_sizes", "max_spikes", "truncated", "samples": [{index, label, prediction, input, spikes}]}."""
     idx = np.asarray(indices, np.int64)
