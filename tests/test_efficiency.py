@@ -168,7 +168,7 @@ def test_curves_and_report_with_every_figure(tmp_path, capsys):
     _run(tmp_path, capsys, "ann", ANN, root)
     _run(tmp_path, capsys, "snn", SNN, root)
     run = tmp_path / "snn"
-    assert main(["eval", str(run), "--curves", "--baseline", str(tmp_path / "ann")]) == 0
+    assert main(["eval", str(run), "--curves", "--baseline", str(tmp_path / "ann"), "--baseline", str(tmp_path / "ann")]) == 0
     out = capsys.readouterr().out
     assert "baseline 784-30-10 ReLU MLP" in out
     ev = json.loads(out.strip().splitlines()[-1])
@@ -178,6 +178,7 @@ def test_curves_and_report_with_every_figure(tmp_path, capsys):
     assert curves["accuracy"][-1] == ev["test_accuracy"] == curves["test_accuracy"]
     assert curves["ops_per_sample"][-1] == pytest.approx(ev["synops_per_sample"] + ev["lateral_ops_per_sample"])
     assert curves["comparison"]["baseline"]["macs_per_sample"] == 784 * 30 + 300
+    assert len(curves["comparisons"]) == 2 and curves["comparisons"][1] == curves["comparison"]
     assert np.asarray(curves["confusion"]).sum() == curves["n_test"]
     rasters = json.loads((run / "rasters.json").read_text())
     assert len(rasters["samples"]) == 3 and rasters["layer_sizes"] == [30, 10]

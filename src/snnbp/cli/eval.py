@@ -30,9 +30,9 @@ def register(sub) -> None:
     e.add_argument("--curves", action="store_true",
                    help="record accuracy vs time since onset and vs operations per sample into RUN_DIR/curves.json "
                         "(drawn by `snnbp report`), and compare with the baseline")
-    e.add_argument("--baseline", metavar="RUN_DIR",
-                   help="with --curves: the conventional network (a model.kind = \"ann\" run) to compare with "
-                        "(default: the row's baseline beside it under results/)")
+    e.add_argument("--baseline", metavar="RUN_DIR", action="append", default=[],
+                   help="with --curves: a conventional network (a model.kind = \"ann\" run) to compare with; "
+                        "repeatable, the first is the table's (default: the row's baseline beside it under results/)")
     e.set_defaults(func=_eval)
 
 
@@ -107,11 +107,13 @@ def _eval_snn(path: Path, args) -> dict:
         curves = build_curves(out, net.sizes, cfg.train.dt_ms)
         curves.update(checkpoint=str(path), data=source.name, network=net.describe(), engine=cfg.train.engine,
                       confusion=out["confusion"], layer_sizes=[int(n) for n in net.sizes])
-        baseline = _find_baseline(path.parent, args.baseline)
-        if baseline is not None:
-            curves["comparison"] = compare_with_baseline(curves, baseline)
-            for line in describe_comparison(curves["comparison"]):
-                print(line)
+        baselines = [_read_baseline(b) for b in args.baseline] or [b for b in [_row_baseline(path.parent)] if b]
+        if baselines:
+            curves["comparisons"] = [compare_with_baseline(curves, b) for b in baselines]
+            curves["comparison"] = curves["comparisons"][0]  # the results table's
+            for cmp in curves["comparisons"]:
+                for line in describe_comparison(cmp):
+                    print(line)
         else:
             print("no baseline to compare with: pass --baseline RUN_DIR (a run of a model.kind = \"ann\" preset, e.g. "
                   "`snnbp reproduce ann-mnist-800`)")
@@ -124,18 +126,21 @@ def _eval_snn(path: Path, args) -> dict:
     return out
 
 
-def _find_baseline(run_dir: Path, given: str | None) -> dict | None:
-    """The baseline's summary.json (a finished model.kind = "ann" run): ``given``, else the row's own."""
-    if given:
-        p = Path(given)
-        p = p / "summary.json" if p.is_dir() else p
-        if not p.is_file():
-            raise DataError(f"--baseline {given}: no summary.json there; pass the directory of a finished "
-                            "model.kind = \"ann\" run (e.g. results/ann-mnist-800 after `snnbp reproduce ann-mnist-800`)")
-        s = json.loads(p.read_text())
-        if "macs_per_sample" not in s:
-            raise DataError(f"--baseline {given} is not a conventional-network run (its summary has no macs_per_sample)")
-        return s
+def _read_baseline(given: str) -> dict:
+    """The summary.json of a finished model.kind = "ann" run (a run directory or the file itself)."""
+    p = Path(given)
+    p = p / "summary.json" if p.is_dir() else p
+    if not p.is_file():
+        raise DataError(f"--baseline {given}: no summary.json there; pass the directory of a finished "
+                        "model.kind = \"ann\" run (e.g. results/ann-mnist-800 after `snnbp reproduce ann-mnist-800`)")
+    s = json.loads(p.read_text())
+    if "macs_per_sample" not in s:
+        raise DataError(f"--baseline {given} is not a conventional-network run (its summary has no macs_per_sample)")
+    return s
+
+
+def _row_baseline(run_dir: Path) -> dict | None:
+    """The summary of the row's own baseline beside it under results/ (train/reproduce.ROWS), if trained."""
     from snnbp.train.reproduce import ROWS
 
     row = ROWS.get(run_dir.name)

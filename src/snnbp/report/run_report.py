@@ -146,7 +146,9 @@ def _page(run: Path, rows, summary: dict, curves: dict | None, figures, missing)
         from snnbp.metrics.curves import describe_comparison
 
         lines += ["", "## Operations against the conventional baseline", "", "```"]
-        lines += describe_comparison(curves["comparison"]) + ["```", "",
+        for cmp in curves.get("comparisons", [curves["comparison"]]):
+            lines += describe_comparison(cmp)
+        lines += ["```", "",
                                                              "Counting: docs/efficiency.md (synaptic operations = spikes "
                                                              "x fan-out; lateral updates counted apart and added; baseline: "
                                                              "dense multiply-accumulates)."]
