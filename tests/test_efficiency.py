@@ -192,6 +192,12 @@ def test_curves_and_report_with_every_figure(tmp_path, capsys):
         assert img.std() > 5, name  # something is drawn, not a blank canvas
     page = (report / "README.md").read_text()
     assert "Operations against the conventional baseline" in page and "![confusion matrix](confusion.png)" in page
+    # the dense engine (time grid) records the same kind of curves, cumulative, ending at its own test accuracy
+    assert main(["eval", str(run), "--curves", "--set", 'train.engine="dense"']) == 0
+    ev = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    dense = json.loads((run / "curves.json").read_text())
+    assert dense["engine"] == "dense" and dense["accuracy"][-1] == ev["test_accuracy"]
+    assert np.all(np.diff(dense["ops_per_sample"]) >= 0) and dense["ops_per_sample"][-1] > 0
     # the baseline's own report: training curves and weights, no curves (it has no time axis)
     assert main(["report", str(tmp_path / "ann")]) == 0
     assert (tmp_path / "ann" / "report" / "weights.png").is_file()
