@@ -123,14 +123,19 @@ def _pct(v) -> str:
 def _page(run: Path, rows, summary: dict, curves: dict | None, figures, missing) -> str:
     lines = [f"# Run report: {summary.get('name', run.name)}", "",
              f"- data: {summary.get('data', 'unknown')}",
-             f"- network: {summary.get('network', '?')}; epochs: {summary.get('epochs', len(rows))}; training wall time "
+             f"- network: {(curves or {}).get('network') or summary.get('network', '?')}; epochs: {summary.get('epochs', len(rows))}; training wall time "
              f"{summary.get('train_wall_s')} s ({summary.get('samples_per_s', '-')} samples/s)",
              f"- final test accuracy: {_pct(summary.get('test_accuracy'))}",
              f"- commit {summary.get('commit')}, machine: {summary.get('machine')}"]
     if "macs_per_sample" in summary:
         lines.append(f"- conventional network: {summary['macs_per_sample']:,} multiply-accumulates per sample")
+    elif curves is not None:
+        lines.append(f"- operations per test sample over the whole presentation (`snnbp eval --curves`): "
+                     f"{curves['synops_per_sample'][-1]:,.0f} synaptic + {curves['lateral_ops_per_sample'][-1]:,.0f} "
+                     "lateral-inhibition updates")
     elif summary.get("synops_per_sample") is not None:
-        lines.append(f"- synaptic operations per test sample: {summary['synops_per_sample']:,.0f}")
+        lines.append(f"- synops_per_sample of the last test (summary.json; before commit 5a2e814 it included the "
+                     f"lateral updates): {summary['synops_per_sample']:,.0f}")
     if "test_accuracy_last_epochs" in summary:
         s = summary["test_accuracy_last_epochs"]
         lines.append(f"- test accuracy over the last {s['n']} epochs [min, mean, max]: "
