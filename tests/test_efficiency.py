@@ -222,3 +222,18 @@ def test_report_bad_input(tmp_path, capsys):
     shutil.rmtree(root / "mnist")
     assert main(["eval", str(run), "--curves"]) == 2
     assert "snnbp data mnist" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("block", [1, 3, 100])
+def test_event_counts_per_channel_in_any_block_size(block):
+    from snnbp.ann.features import event_counts
+
+    rng = np.random.default_rng(0)
+    lens = rng.integers(0, 50, 10)  # some samples without events
+    lens[4] = 0
+    off = np.concatenate([[0], np.cumsum(lens)])
+    ch = rng.integers(0, 7, off[-1]).astype(np.int32)
+    want = np.zeros((10, 7))
+    for i in range(10):
+        np.add.at(want[i], ch[off[i]:off[i + 1]], 1)
+    np.testing.assert_array_equal(event_counts((ch, None, off), 7, block=block), want)

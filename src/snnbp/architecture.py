@@ -59,6 +59,14 @@ def parse_layers(items: list[str], key: str = "model.layers") -> list[LayerSpec]
     return specs
 
 
+def describe_layers(input_shape: tuple[int, ...], specs: list[LayerSpec]) -> str:
+    """1x28x28-20C5-P2-50C5-P2-200-10: the input map, then each layer (pooling as P<K>, conv as <C>C<K>)."""
+    parts = ["x".join(map(str, input_shape))]
+    for sp in specs:
+        parts += ([f"P{sp.pool}"] if sp.pool > 1 else []) + [f"{sp.size}C{sp.kernel}" if sp.kind == "conv" else str(sp.size)]
+    return "-".join(parts)
+
+
 def is_spatial(items: list[str] | None) -> bool:
     """True when a layer list holds a conv or pool entry (a layered network with a (P, H, W) input)."""
     return bool(items) and any(str(i).strip().lower().split(":")[0] in ("conv", "pool") for i in items)

@@ -25,7 +25,7 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
-from snnbp.architecture import LayerSpec, is_spatial, layer_io_shapes, parse_layers
+from snnbp.architecture import LayerSpec, describe_layers, is_spatial, layer_io_shapes, parse_layers
 from snnbp.errors import ConfigError
 from snnbp.neuron import NeuronParams, init_thresholds, init_weight_bound, init_weights
 
@@ -88,10 +88,7 @@ class Network:
         """784-800-10, or 1x28x28-20C5-P2-50C5-P2-200-10 for a layered network."""
         if self.layers is None:
             return f"{self.n_inputs}-" + "-".join(map(str, self.sizes))
-        parts = ["x".join(map(str, self.input_shape))]
-        for sp in self.specs:
-            parts += ([f"P{sp.pool}"] if sp.pool > 1 else []) + [f"{sp.size}C{sp.kernel}" if sp.kind == "conv" else str(sp.size)]
-        return "-".join(parts)
+        return describe_layers(self.input_shape, self.specs)
 
     def validate(self) -> None:
         fan_in = self.n_inputs

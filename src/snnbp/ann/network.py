@@ -15,7 +15,7 @@ import math
 import torch
 from torch import nn
 
-from snnbp.architecture import layer_io_shapes, parse_layers
+from snnbp.architecture import describe_layers, layer_io_shapes, parse_layers
 from snnbp.metrics.operations import ann_macs
 
 
@@ -55,3 +55,10 @@ def macs_per_sample(model_cfg, n_inputs: int) -> int:
     if model_cfg.layers:
         return ann_macs(n_inputs, input_shape=tuple(model_cfg.input_shape), layers=list(model_cfg.layers))
     return ann_macs(n_inputs, list(model_cfg.hidden), 10)
+
+
+def describe(model_cfg, n_inputs: int) -> str:
+    """784-800-10 ReLU MLP, or 1x28x28-20C5-P2-50C5-P2-200-10 ReLU CNN (architecture.describe_layers)."""
+    if not model_cfg.layers:
+        return "-".join(map(str, [n_inputs, *model_cfg.hidden, 10])) + " ReLU MLP"
+    return describe_layers(tuple(model_cfg.input_shape), parse_layers(model_cfg.layers, "model.layers")) + " ReLU CNN"

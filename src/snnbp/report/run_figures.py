@@ -150,9 +150,8 @@ def weights_figure(w: np.ndarray, input_shape: tuple[int, ...] | None, path: Pat
     if w.ndim == 4:
         imgs = [np.concatenate(list(f), axis=1) for f in w[:n]]
     else:
-        shape = input_shape or (1, int(round(math.sqrt(w.shape[0]))), int(round(math.sqrt(w.shape[0]))))
-        if math.prod(shape) != w.shape[0]:
-            shape = (1, 1, w.shape[0])
+        # the input map when known (report/run_report._input_map), else one row of M weights
+        shape = input_shape if input_shape and math.prod(input_shape) == w.shape[0] else (1, 1, w.shape[0])
         imgs = [np.concatenate(list(w[:, i].reshape(shape)), axis=1) for i in range(min(n, w.shape[1]))]
     cols = min(10, len(imgs))
     rows = math.ceil(len(imgs) / cols)

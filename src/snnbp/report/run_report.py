@@ -40,33 +40,41 @@ def _json(path: Path) -> dict | None:
     return json.loads(path.read_text()) if path.is_file() else None
 
 
+def _input_map(meta: dict) -> tuple | None:
+    """(P, H, W) of the network's input: its model.input_shape, else the map of its data source."""
+    from snnbp.data.events import NMNIST_SENSOR
+
+    cfg = meta.get("config", {})
+    shape = tuple(cfg.get("model", {}).get("input_shape") or ())
+    if shape:
+        return shape
+    source = cfg.get("data", {}).get("source", "")
+    if source == "mnist":
+        return (1, 28, 28)
+    if source.startswith("nmnist"):
+        return (NMNIST_SENSOR.polarities, NMNIST_SENSOR.height, NMNIST_SENSOR.width)
+    return None
+
+
 def _first_layer(run: Path) -> tuple[np.ndarray, tuple | None, str] | None:
-    """First layer's weights, the input map shape and a title, from the run's final or last checkpoint."""
+    """First layer's weights (fc (M, N), conv (C, C_in, K, K)), the input map and a title, from the
+    run's final or last checkpoint."""
     from snnbp.serialization import load_tensors
 
     for name in ("model.safetensors", "last.safetensors"):
         p = run / name
-        if p.is_file():
-            tensors, meta = load_tensors(p)
-            if "ann" in meta:
-                w = tensors.get("ann.1.weight") if "ann.1.weight" in tensors else tensors.get("ann.0.weight")
-                if w is None:
-                    return None
-                cfg = meta.get("config", {}).get("model", {})
-                shape = tuple(cfg.get("input_shape") or ()) or None
-                w = w if w.ndim == 4 else w.T  # torch Linear (N, M) -> (M, N) columns per neuron
-                return w, shape, "first-layer weights of the conventional network"
-            if "layer0.weight" in tensors:
-                shape = tuple(meta.get("network", {}).get("input_shape") or ()) or None
-                return tensors["layer0.weight"], shape, "input weights of the first spiking layer"
-    return None
-
-
-def _input_shape(run: Path, n_inputs: int) -> tuple | None:
-    if n_inputs == 784:
-        return (1, 28, 28)
-    if n_inputs == 2 * 34 * 34:
-        return (2, 34, 34)
+        if not p.is_file():
+            continue
+        tensors, meta = load_tensors(p)
+        if "ann" in meta:  # the first weight of the nn.Sequential; a torch Linear is (N, M)
+            key = min((k for k in tensors if k.startswith("ann.") and k.endswith(".weight")),
+                      key=lambda k: int(k.split(".")[1]), default=None)
+            if key is None:
+                return None
+            w = tensors[key]
+            return (w if w.ndim == 4 else w.T), _input_map(meta), "first-layer weights of the conventional network"
+        if "layer0.weight" in tensors:
+            return tensors["layer0.weight"], _input_map(meta), "input weights of the first spiking layer"
     return None
 
 
@@ -98,7 +106,6 @@ def write_report(run: str | Path) -> Path:
     layer = _first_layer(run)
     if layer is not None:
         w, shape, what = layer
-        shape = shape or (_input_shape(run, w.shape[0]) if w.ndim == 2 else None)
         figures.append((what, figs.weights_figure(w, shape, out / "weights.png", what)))
     if curves is not None:
         figures.append(("accuracy vs time and vs operations", figs.curves_figure(curves, out / "curves.png")))

@@ -12,6 +12,7 @@ so a resumed run records the same metrics as one never stopped.
 
 from __future__ import annotations
 
+import json
 import time
 from pathlib import Path
 
@@ -20,12 +21,13 @@ import torch
 from torch import nn
 
 from snnbp.ann.features import dense_inputs, describe_inputs
-from snnbp.ann.network import build_ann, macs_per_sample
+from snnbp.ann.network import build_ann, describe, macs_per_sample
 from snnbp.config import Config, to_dict, to_toml
 from snnbp.data.sources import make_source
 from snnbp.errors import DataError
 from snnbp.files import read_jsonl, write_json_atomic, write_text_atomic
 from snnbp.serialization import FINAL, LAST, load_tensors, save_tensors_atomic
+from snnbp.train.protocol import load_optimizer_state, optimizer_state_tensors
 
 ANN_HEADER = "ann"  # header key marking a conventional network's file (spiking ones have "network")
 
@@ -37,29 +39,17 @@ def _optimizer(cfg: Config, model: nn.Module) -> torch.optim.Optimizer:
     return torch.optim.SGD(model.parameters(), lr=o.lr)
 
 
-def _optimizer_tensors(opt: torch.optim.Optimizer, model: nn.Module) -> dict[str, np.ndarray]:
-    """The optimizer's per-parameter state as ``optim.<parameter index>.<name>`` arrays (step as (1,))."""
-    out = {}
-    for i, p in enumerate(model.parameters()):
-        for k, v in opt.state.get(p, {}).items():
-            out[f"optim.{i}.{k}"] = np.asarray(v.detach().cpu().numpy()).reshape(-1 if k == "step" else v.shape)
-    return out
-
-
-def _load_optimizer(opt: torch.optim.Optimizer, model: nn.Module, tensors: dict) -> None:
-    for i, p in enumerate(model.parameters()):
-        state = {}
-        for k in ("step", "exp_avg", "exp_avg_sq", "momentum_buffer"):
-            key = f"optim.{i}.{k}"
-            if key in tensors:
-                v = torch.from_numpy(np.array(tensors[key]))
-                state[k] = v.reshape(()).float() if k == "step" else v
-        if state:
-            opt.state[p] = state
-
-
 def model_tensors(model: nn.Module) -> dict[str, np.ndarray]:
+    """The module's parameters as ``ann.<state_dict key>`` arrays (the file format of ``load_ann``)."""
     return {f"ann.{k}": v.detach().cpu().numpy() for k, v in model.state_dict().items()}
+
+
+def _load_model_tensors(model: nn.Module, tensors: dict, path) -> None:
+    """Inverse of ``model_tensors``; DataError when the file's tensors do not fit ``model``."""
+    try:
+        model.load_state_dict({k[4:]: torch.from_numpy(np.array(v)) for k, v in tensors.items() if k.startswith("ann.")})
+    except (RuntimeError, KeyError) as err:
+        raise DataError(f"{path}: its tensors do not fit the network of its config ({err}); the file is damaged") from None
 
 
 def load_ann(path: str | Path) -> tuple[nn.Module, Config, dict]:
@@ -71,10 +61,7 @@ def load_ann(path: str | Path) -> tuple[nn.Module, Config, dict]:
         raise DataError(f"{path} is not an snnbp conventional-network file (no '{ANN_HEADER}' header)")
     cfg = load_config(None, [], base=meta["config"])
     model = build_ann(cfg.model, int(meta[ANN_HEADER]["n_inputs"]), cfg.train.seed)
-    try:
-        model.load_state_dict({k[4:]: torch.from_numpy(np.array(v)) for k, v in tensors.items() if k.startswith("ann.")})
-    except (RuntimeError, KeyError) as err:
-        raise DataError(f"{path}: its tensors do not fit the network of its config ({err}); the file is damaged") from None
+    _load_model_tensors(model, tensors, path)
     return model, cfg, meta
 
 
@@ -107,8 +94,8 @@ def train_ann(cfg: Config, out_dir: Path, resume: bool = False, log=print) -> di
     metrics = out_dir / "metrics.jsonl"
     if resume:
         tensors, meta = load_tensors(out_dir / LAST)
-        model.load_state_dict({k[4:]: torch.from_numpy(np.array(v)) for k, v in tensors.items() if k.startswith("ann.")})
-        _load_optimizer(opt, model, tensors)
+        _load_model_tensors(model, tensors, out_dir / LAST)
+        load_optimizer_state(opt, tensors, meta.get("optimizer", {}))
         epoch = int(meta["progress"]["epoch"])
         train_wall = float(meta["progress"]["train_wall_s"])
         rows = [r for r in read_jsonl(metrics)[0] if r["epoch"] <= epoch] if metrics.is_file() else []
@@ -154,9 +141,10 @@ def train_ann(cfg: Config, out_dir: Path, resume: bool = False, log=print) -> di
                 "train_accuracy": correct / len(ytr), "test_accuracy": acc, "macs_per_sample": macs}
         with metrics.open("a") as f:  # the line first, then the checkpoint that commits it
             f.write(_line(last))
-        save_tensors_atomic(out_dir / LAST, {**model_tensors(model), **_optimizer_tensors(opt, model)},
-                            {ANN_HEADER: header, "progress": {"epoch": epoch, "train_wall_s": train_wall},
-                             "config": cfg_dict})
+        opt_tensors, opt_meta = optimizer_state_tensors(opt)
+        save_tensors_atomic(out_dir / LAST, {**model_tensors(model), **opt_tensors},
+                            {ANN_HEADER: header, "optimizer": opt_meta,
+                             "progress": {"epoch": epoch, "train_wall_s": train_wall}, "config": cfg_dict})
         log(f"epoch {epoch}: train acc {last['train_accuracy']:.4f}  test acc {acc:.4f}")
     save_tensors_atomic(out_dir / FINAL, model_tensors(model), {ANN_HEADER: header, "config": cfg_dict})
     rows = read_jsonl(metrics)[0]
@@ -171,18 +159,4 @@ def train_ann(cfg: Config, out_dir: Path, resume: bool = False, log=print) -> di
 
 
 def _line(row: dict) -> str:
-    import json
-
     return json.dumps(row) + "\n"
-
-
-def describe(model_cfg, n_inputs: int) -> str:
-    """784-800-10 (ReLU MLP) or 1x28x28-20C5-P2-50C5-P2-200-10 (ReLU CNN)."""
-    if not model_cfg.layers:
-        return "-".join(map(str, [n_inputs, *model_cfg.hidden, 10])) + " ReLU MLP"
-    parts = ["x".join(map(str, model_cfg.input_shape))]
-    from snnbp.architecture import parse_layers
-
-    for sp in parse_layers(model_cfg.layers, "model.layers"):
-        parts += ([f"P{sp.pool}"] if sp.pool > 1 else []) + [f"{sp.size}C{sp.kernel}" if sp.kind == "conv" else str(sp.size)]
-    return "-".join(parts) + " ReLU CNN"
