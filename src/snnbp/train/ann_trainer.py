@@ -27,7 +27,7 @@ from snnbp.data.sources import make_source
 from snnbp.errors import DataError
 from snnbp.files import read_jsonl, write_json_atomic, write_text_atomic
 from snnbp.serialization import FINAL, LAST, load_tensors, save_tensors_atomic
-from snnbp.train.protocol import load_optimizer_state, optimizer_state_tensors
+from snnbp.train.protocol import flush_subnormals, load_optimizer_state, optimizer_state_tensors
 
 ANN_HEADER = "ann"  # header key marking a conventional network's file (spiking ones have "network")
 
@@ -83,6 +83,7 @@ def train_ann(cfg: Config, out_dir: Path, resume: bool = False, log=print) -> di
     commit = git_commit()
     if not resume:
         check_fresh_out_dir(out_dir)
+    flush_subnormals()  # Adam moments of never-lit inputs decay into subnormals (protocol.flush_subnormals)
     source = make_source(cfg.data, cfg.train.seed)
     Xtr, ytr = dense_inputs(source, "train")
     Xte, yte = dense_inputs(source, "test")

@@ -70,6 +70,21 @@ class Trainer(Protocol):
         """Restore what ``state_tensors`` returned."""
 
 
+def flush_subnormals() -> None:
+    """Treat subnormal floats (|x| < 1.2e-38 in float32) as zero on the calling thread (x86 FTZ/DAZ).
+
+    Why: Adam's first moment of a weight whose input stays silent decays as 0.9^k and enters the
+    subnormal range after ~700 zero-gradient steps (the second moment, 0.999^k, within an epoch), and
+    arithmetic on subnormals is tens of times slower on x86. Per-sample Adam updates every moment every
+    sample, so it slowed from 0.43 to 2.26 ms per sample on 784-800-10 after ~2,000 samples
+    (benchmarks/README.md, "Subnormal Adam moments"). Flushing changes values only below 1.2e-38,
+    where they no longer move a weight. torch.set_flush_denormal sets the thread's floating-point
+    control register, which the compiled (numba) steps running on the same thread obey too; every
+    trainer is built through ``train.build.make_trainer`` or ``train.ann_trainer``, which call this.
+    """
+    torch.set_flush_denormal(True)
+
+
 def make_optimizer(weights: list[torch.Tensor], thresholds: list[torch.Tensor], cfg: OptimConfig,
                    fused_adam: bool = False) -> torch.optim.Optimizer:
     """torch.optim SGD or Adam over two param groups: weights at cfg.lr, thresholds at cfg.lr * lr_th_ratio."""
