@@ -268,3 +268,18 @@ def test_decoupled_regularizer_is_its_own_step_after_adam():
     assert shrink.min() < 0.99
     np.testing.assert_allclose(net_a.weights[0], net_b.weights[0] * shrink, rtol=1e-5, atol=1e-7)
     np.testing.assert_allclose(net_a.weights[1], net_b.weights[1], rtol=1e-6)  # the output layer: no eq. 13
+
+
+def test_torch_floor_without_refusals_equals_numba_floor():
+    # The "silent" reading: thresholds pushed below the floor are clamped but add no weight raise.
+    rng = np.random.default_rng(1)
+    W = rng.normal(size=(6, 5)).astype(np.float32)
+    th = np.array([0.5, 0.1, 0.3, 0.05, 0.9], np.float32)
+    unmet = np.array([0.0, 0.01, 0.03, 0.0, 0.0])
+    layer = DenseSNN.from_network(Network(6, [W.copy()], [th.copy()], [0.0], [0.2])).layers[0]
+    enforce_floor_(layer, torch.from_numpy(unmet.astype(np.float32)), 0.5, add_refused=False)
+    W0 = W.copy()
+    assert enforce_floor(W, th, 0.2, unmet, 0.5, False) == 2
+    assert np.allclose(W - W0, np.array([0.0, 0.005, 0.015, 0.0, 0.0], np.float32), atol=1e-7)
+    assert np.allclose(layer.weight.detach().numpy(), W, atol=1e-7)
+    assert np.allclose(layer.threshold.detach().numpy(), th) and th.min() >= 0.2

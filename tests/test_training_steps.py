@@ -62,16 +62,16 @@ def _minibatch_sgd_trainer(net, **kw):
 
 
 @pytest.mark.parametrize("n_samples", [1, 3])
-@pytest.mark.parametrize("floor", [0.3, 0.97])  # 0.97: homeostasis hits the floor -> weight compensation
-def test_fused_sgd_equals_minibatch_sgd_batch1(n_samples, floor):
+@pytest.mark.parametrize("floor,mode", [(0.3, "drive"), (0.97, "drive"), (0.97, "silent")])  # 0.97: the floor
+def test_fused_sgd_equals_minibatch_sgd_batch1(n_samples, floor, mode):                     # is hit
     # lam = 0 here: the two paths apply the weight regularizer differently (see the next test).
     batch = _batch(n_samples=n_samples)
     labels = np.array([0, 2, 1][:n_samples])
     rho = 2e-3
     net_a, net_b = _net(floor=floor), _net(floor=floor)
-    tr_a = EventTrainer(net_a, _cfg(lam=0.0))
+    tr_a = EventTrainer(net_a, _cfg(lam=0.0, floor_compensation=mode))
     assert tr_a.fused and tr_a.optimizer is None
-    tr_b = _minibatch_sgd_trainer(net_b, lam=0.0)
+    tr_b = _minibatch_sgd_trainer(net_b, lam=0.0, floor_compensation=mode)
     before = _net(floor=floor)
     res = run_events(before, batch, train=True, rho=rho)
     assert all(c.sum() > 0 for c in res.counts), "test needs activity in every layer"
@@ -243,7 +243,7 @@ def test_sgd_step_descends_threshold_of_over_responding_output():
     assert net.thresholds[1][winner] > th0[winner]
 
 
-@pytest.mark.parametrize("mode", ["drive", "weight"])
+@pytest.mark.parametrize("mode", ["drive", "silent", "weight"])
 def test_lazy_columns_equal_applying_every_step_at_once(mode):
     # The fused step keeps the regularizer's shrinkage and the floor compensation as per-neuron
     # scale / offset and folds them into W at the end of its call. One call over 6 samples must
@@ -375,27 +375,53 @@ def test_decoupled_regularizer_spares_weights_without_data_gradient(fused):
     assert np.all(delta["decoupled"] <= 3 * lr * c * np.abs(w7) + 8 * np.spacing(np.abs(w7))), (delta["decoupled"], c)
 
 
-def test_trainers_flush_subnormals_for_torch_and_compiled_steps():
+def test_training_steps_flush_subnormals_and_restore_the_mode():
     # Adam moments of silent inputs decay into the subnormal range, where x86 arithmetic is tens of
-    # times slower (per-sample Adam 0.43 -> 2.26 ms per sample); building a trainer turns on
-    # flush-to-zero, and the compiled steps, running on the same thread, must obey it too.
-    import numba
+    # times slower (per-sample Adam 0.43 -> 2.26 ms per sample). step_chunk flushes them (the
+    # compiled step runs on the same thread, so it must obey the mode) and restores the mode after.
     import torch
 
-    from snnbp.config import load_config
-    from snnbp.train.build import build_network, make_trainer
+    from snnbp.train.protocol import _subnormals_flushed_now, subnormals_flushed
 
-    @numba.njit
-    def halve(x):
-        return x * np.float32(0.5)
-
-    tiny = np.float32(2e-38)  # normal; half of it is subnormal
     torch.set_flush_denormal(False)
-    try:
-        assert halve(tiny) > 0.0, "without flush-to-zero the halved value is a subnormal"
-        cfg = load_config(None, ["model.hidden=[4]", "optim.name='adam'", "optim.batch_size=1"])
-        make_trainer(cfg, build_network(cfg, 8))
-        assert halve(tiny) == 0.0
-        assert float(torch.tensor([tiny]) * 0.5) == 0.0
-    finally:
-        torch.set_flush_denormal(False)
+    assert not _subnormals_flushed_now()
+    with subnormals_flushed():
+        assert _subnormals_flushed_now()
+    assert not _subnormals_flushed_now()
+    net = _net()
+    tr = EventTrainer(net, _cfg(name="adam", lr=1e-3, lr_th_ratio=1.0, lam=0.0))
+    assert tr.fused_adam
+    ch = np.arange(120, dtype=np.int32) % (M - 1)  # input channel M - 1 stays silent: zero gradient in its row
+    batch = EventBatch.from_lists([ch], [np.linspace(0.0, 30000.0, 120)], [30000.0])
+    tr.step_chunk(batch, np.array([1]), 1e-3, 0.0)  # creates the moments
+    m = tr.optimizer.state[tr._w_t[0]]["exp_avg"]
+    m[M - 1] = 1.2e-38  # normal; beta1 times it (1.08e-38) is subnormal
+    tr.step_chunk(batch, np.array([1]), 1e-3, 0.0)
+    assert float(m[M - 1].abs().max()) == 0.0  # flushed inside the compiled Adam step
+    assert not _subnormals_flushed_now()
+
+
+@pytest.mark.parametrize("name", ["sgd", "adam"])
+def test_silent_floor_compensation_raises_only_neurons_that_did_not_fire(name):
+    # "silent": the refused homeostatic decrement becomes a weight raise only for a neuron held at the
+    # floor that stayed silent in the sample; "drive" raises every floor-held neuron.
+    def net_with_a_silent_neuron():
+        net = _net(floor=0.97)
+        net.weights[0][:, 0] = -0.5  # neuron 0 never reaches its threshold
+        net.thresholds[0][0] = 0.97  # and sits on the floor
+        return net
+
+    batch, labels, rho = _batch(n_samples=1), np.array([1]), 2e-3
+    res = run_events(net_with_a_silent_neuron(), batch, train=True, rho=rho)
+    unmet, counts = res.unmet[0][0], res.counts[0][0]
+    assert (unmet > 0).any() and ((unmet > 0) & (counts > 0)).any(), "test needs a firing neuron on the floor"
+    assert ((unmet > 0) & (counts == 0)).any(), "test needs a silent neuron on the floor"
+    moved = {}
+    for mode in ("drive", "silent", "none"):
+        net = net_with_a_silent_neuron()
+        EventTrainer(net, _cfg(name=name, lam=0.0, lr=0.0, lr_th_ratio=0.0, floor_compensation=mode)).step_chunk(
+            batch, labels, 0.0, rho)  # lr 0: only homeostasis and the floor act
+        moved[mode] = np.abs(net.weights[0] - net_with_a_silent_neuron().weights[0]).max(axis=0) > 0
+    assert not moved["none"].any()
+    np.testing.assert_array_equal(moved["drive"], unmet > 0)
+    np.testing.assert_array_equal(moved["silent"], (unmet > 0) & (counts == 0))

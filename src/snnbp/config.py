@@ -91,7 +91,8 @@ class OptimConfig:
     # (as AdamW decouples weight decay). Equal to first order under plain SGD.
     weight_reg: str = "coupled"
     # A threshold held at its floor raises the neuron's weights instead (4.4): "drive" by D / sum_k x_k
-    # (same effect on the drive as the refused decrement D), "weight" by D (literal), "none".
+    # (same effect on the drive as the refused decrement D), "silent" the same for neurons that did not
+    # fire in the sample only, "weight" by D (literal), "none" (docs/paper-readings.md 8).
     floor_compensation: str = "drive"
     adam_betas: list[float] = field(default_factory=lambda: [0.9, 0.999])
     adam_eps: float = 1e-8
@@ -236,8 +237,9 @@ def validate(cfg: Config) -> None:
         raise ConfigError(f"model.alpha needs 1 or {n_layers} values, got {len(cfg.model.alpha)}")
     if cfg.model.kind not in ("snn", "ann"):
         raise ConfigError(f"model.kind must be 'snn' (spiking) or 'ann' (conventional baseline), got {cfg.model.kind!r}")
-    if cfg.optim.floor_compensation not in ("none", "drive", "weight"):
-        raise ConfigError(f"optim.floor_compensation must be 'drive', 'weight' or 'none', got {cfg.optim.floor_compensation!r}")
+    if cfg.optim.floor_compensation not in ("none", "drive", "silent", "weight"):
+        raise ConfigError("optim.floor_compensation must be 'drive', 'silent', 'weight' or 'none', "
+                          f"got {cfg.optim.floor_compensation!r}")
     if cfg.optim.weight_reg not in ("coupled", "decoupled"):
         raise ConfigError(f"optim.weight_reg must be 'coupled' or 'decoupled', got {cfg.optim.weight_reg!r}")
     if cfg.optim.shared_grad not in ("sum", "mean"):

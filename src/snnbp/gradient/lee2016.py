@@ -284,11 +284,13 @@ def add_scaled_columns(G, W, c, coef):
 
 
 @numba.njit(cache=True)
-def floor_raises(th, floor, unmet, raise_per_unit):
+def floor_raises(th, floor, unmet, raise_per_unit, add_refused=True):
     """Keep V_th >= floor; return the weight raise u (N,) of every neuron whose decrement it refused.
 
     unmet (N,) holds decrements already refused (by homeostasis during the presentation);
-    thresholds now below the floor add theirs. Every weight of neuron i is to be raised by
+    thresholds now below the floor add theirs when ``add_refused`` (the "silent" reading passes
+    False: those come from the gradient step, which moves only active neurons' thresholds, and an
+    active neuron is not compensated). Every weight of neuron i is to be raised by
     u_i = unmet_i * raise_per_unit ("all weights of that neuron are raised by the same amount",
     docs/method.md 4.4): raise_per_unit = 1 / sum_k x_k gives the drive-equivalent reading of the module
     doc, 1 the literal one, 0 no compensation. (A multiplicative rescaling, the other reading, makes
@@ -299,7 +301,8 @@ def floor_raises(th, floor, unmet, raise_per_unit):
     for i in range(N):
         ui = unmet[i]
         if th[i] < floor:
-            ui += floor - th[i]
+            if add_refused:
+                ui += floor - th[i]
             th[i] = floor
         if ui > 0.0 and raise_per_unit > 0.0:
             u[i] = ui * raise_per_unit
@@ -307,9 +310,9 @@ def floor_raises(th, floor, unmet, raise_per_unit):
 
 
 @numba.njit(cache=True)
-def enforce_floor(W, th, floor, unmet, raise_per_unit):
+def enforce_floor(W, th, floor, unmet, raise_per_unit, add_refused=True):
     """``floor_raises`` applied at once: W[:, i] += u_i; returns the number of neurons raised."""
-    u = floor_raises(th, floor, unmet, raise_per_unit)
+    u = floor_raises(th, floor, unmet, raise_per_unit, add_refused)
     n = 0
     for i in range(u.shape[0]):
         if u[i] != 0.0:
@@ -323,17 +326,35 @@ def enforce_floor(W, th, floor, unmet, raise_per_unit):
     return n
 
 
-FLOOR_MODES = {"none": 0, "drive": 1, "weight": 2}  # optim.floor_compensation -> code for compiled code
+# optim.floor_compensation -> code for compiled code. "silent": the drive amount, for neurons that did
+# not fire in the sample only (docs/paper-readings.md 8).
+FLOOR_MODES = {"none": 0, "drive": 1, "weight": 2, "silent": 3}
+SILENT_ONLY = 3
 
 
 @numba.njit(cache=True)
 def floor_raise_per_unit(mode: int, input_trace_sum: float) -> float:
     """The factor u / D of ``enforce_floor`` for a FLOOR_MODES code.
 
-    drive (1): 1 / sum_k x_k (0 when the sample had no input); weight (2): 1 (literal); none (0): 0.
+    drive (1) and silent (3): 1 / sum_k x_k (0 when the sample had no input); weight (2): 1 (literal);
+    none (0): 0.
     """
-    if mode == 1:
+    if mode == 1 or mode == 3:
         return 1.0 / input_trace_sum if input_trace_sum > 0.0 else 0.0
     if mode == 2:
         return 1.0
     return 0.0
+
+
+@numba.njit(cache=True)
+def keep_silent_unmet(unmet, count):
+    """The "silent" floor reading on one sample: unmet_i <- 0 for every neuron that fired (count_i > 0).
+
+    The compensation stands in for the homeostatic decrement the floor refused, whose purpose is to
+    revive silent neurons (docs/method.md 4.4); given to a neuron that fires, it only makes a busy
+    neuron busier, and summed over thousands of samples it turned a high floor into a runaway
+    (docs/paper-readings.md 8).
+    """
+    for i in range(unmet.shape[0]):
+        if count[i] > 0:
+            unmet[i] = 0.0

@@ -27,7 +27,7 @@ from snnbp.data.sources import make_source
 from snnbp.errors import DataError
 from snnbp.files import read_jsonl, write_json_atomic, write_text_atomic
 from snnbp.serialization import FINAL, LAST, load_tensors, save_tensors_atomic
-from snnbp.train.protocol import flush_subnormals, load_optimizer_state, optimizer_state_tensors
+from snnbp.train.protocol import load_optimizer_state, optimizer_state_tensors, subnormals_flushed
 
 ANN_HEADER = "ann"  # header key marking a conventional network's file (spiking ones have "network")
 
@@ -83,7 +83,6 @@ def train_ann(cfg: Config, out_dir: Path, resume: bool = False, log=print) -> di
     commit = git_commit()
     if not resume:
         check_fresh_out_dir(out_dir)
-    flush_subnormals()  # Adam moments of never-lit inputs decay into subnormals (protocol.flush_subnormals)
     source = make_source(cfg.data, cfg.train.seed)
     Xtr, ytr = dense_inputs(source, "train")
     Xte, yte = dense_inputs(source, "test")
@@ -122,16 +121,17 @@ def train_ann(cfg: Config, out_dir: Path, resume: bool = False, log=print) -> di
         model.train()
         t0 = time.perf_counter()
         loss_sum, correct = 0.0, 0
-        for s in range(0, len(order), bs):
-            idx = order[s:s + bs]
-            xb, yb = torch.from_numpy(Xtr[idx]), torch.from_numpy(ytr[idx])
-            logits = model(xb)
-            loss = loss_fn(logits, yb)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            loss_sum += float(loss.detach()) * len(idx)
-            correct += int((logits.argmax(1) == yb).sum())
+        with subnormals_flushed():  # Adam moments of never-lit inputs decay into subnormals (protocol.py)
+            for s in range(0, len(order), bs):
+                idx = order[s:s + bs]
+                xb, yb = torch.from_numpy(Xtr[idx]), torch.from_numpy(ytr[idx])
+                logits = model(xb)
+                loss = loss_fn(logits, yb)
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+                loss_sum += float(loss.detach()) * len(idx)
+                correct += int((logits.argmax(1) == yb).sum())
         dt = time.perf_counter() - t0
         train_wall += dt
         t1 = time.perf_counter()

@@ -21,7 +21,6 @@ from snnbp.config import Config
 from snnbp.errors import ConfigError
 from snnbp.model import Network
 from snnbp.neuron import NeuronParams
-from snnbp.train.protocol import flush_subnormals
 
 
 def build_network(cfg: Config, n_inputs: int) -> Network:
@@ -63,7 +62,6 @@ def make_trainer(cfg: Config, net: Network, dist=None):
     with the event engine as its forward pass (``forward="event"``): the conv reading of the rule lives
     once, in dense/lee2016_function.py and dense/conv.py.
     """
-    flush_subnormals()
     if cfg.train.engine == "event" and net.is_spatial:
         from snnbp.train.dense_trainer import DenseTrainer
 

@@ -30,22 +30,22 @@ from snnbp.dense.distributed import DistContext, context_from_env
 from snnbp.dense.frames import DenseInput, check_dt, resolve_device
 from snnbp.dense.lee2016_function import Lee2016Rule
 from snnbp.dense.model import DenseSNN
-from snnbp.gradient.lee2016 import FLOOR_MODES, floor_raise_per_unit
+from snnbp.gradient.lee2016 import FLOOR_MODES, SILENT_ONLY, floor_raise_per_unit
 from snnbp.errors import ConfigError
 from snnbp.model import Network
 from snnbp.config import OptimConfig
 from snnbp.train.protocol import (ChunkStats, load_optimizer_state, make_optimizer, optimizer_state_tensors,
-                                  set_learning_rates)
+                                  set_learning_rates, subnormals_flushed)
 
 
 @torch.no_grad()
-def enforce_floor_(layer, unmet: torch.Tensor, raise_per_unit: float) -> int:
+def enforce_floor_(layer, unmet: torch.Tensor, raise_per_unit: float, add_refused: bool = True) -> int:
     """Torch form of gradient.lee2016.enforce_floor on one layer: V_th >= floor; the refused
-    decrement unmet (threshold shape) (plus what the floor refuses now) times raise_per_unit is
-    added to every weight of the neuron (conv: of the feature map's filter)."""
+    decrement unmet (threshold shape) (plus what the floor refuses now, when ``add_refused``) times
+    raise_per_unit is added to every weight of the neuron (conv: of the feature map's filter)."""
     th = layer.threshold
     below = th < layer.floor
-    u = unmet + torch.where(below, layer.floor - th, torch.zeros_like(th))
+    u = unmet + torch.where(below & add_refused, layer.floor - th, torch.zeros_like(th))
     th.copy_(torch.where(below, torch.full_like(th, layer.floor), th))
     if raise_per_unit <= 0.0:
         return 0
@@ -93,6 +93,7 @@ class DenseTrainer:
     def set_learning_rate(self, lr: float) -> None:
         set_learning_rates(self.optimizer, lr, self.cfg.lr_th_ratio)
 
+    @subnormals_flushed()  # Adam moments decay into slow subnormal floats otherwise (protocol.py)
     def step_chunk(self, batch: EventBatch, labels: np.ndarray, lr: float, rho: float) -> ChunkStats:
         labels = np.asarray(labels, np.int64)
         if labels.shape != (len(batch),):
@@ -124,6 +125,7 @@ class DenseTrainer:
         unit_spikes = [torch.zeros(layer.out_shape, dtype=torch.float64, device=self.device) for layer in model.layers]
         with_reg = self.dist.is_main and c.lam > 0.0
         decoupled = c.weight_reg == "decoupled" and c.lam > 0.0
+        silent_only = FLOOR_MODES[c.floor_compensation] == SILENT_ONLY
         if batch is not None:
             if self.forward == "event":
                 out, res = self._event_forward(batch, rho)
@@ -145,7 +147,11 @@ class DenseTrainer:
                     stats[5 + L + l] = counts.sum()
                     unit_spikes[l] += counts.sum(0)
                     dth[l] += res.dth[l].sum(0)
-                    unmet[l] += res.unmet[l].sum(0)
+                    u = res.unmet[l]
+                    if silent_only:  # per sample, only units (conv: maps) that did not fire (keep_silent_unmet)
+                        fired = counts.reshape(u.shape[0], u[0].numel(), -1).sum(-1).reshape(u.shape) > 0
+                        u = torch.where(fired, torch.zeros_like(u), u)
+                    unmet[l] += u.sum(0)
         elif with_reg and not decoupled:
             model.regularizer(c.lam, c.beta).backward()
         if with_reg:
@@ -166,7 +172,7 @@ class DenseTrainer:
             # Per-sample homeostasis at full strength: the batch's threshold changes are summed.
             with torch.no_grad():
                 layer.threshold += dth[l]
-            enforce_floor_(layer, unmet[l], floor_raise_per_unit(mode, float(s[5 + l]) / n_global))
+            enforce_floor_(layer, unmet[l], floor_raise_per_unit(mode, float(s[5 + l]) / n_global), not silent_only)
         return ChunkStats(n_global, float(s[0]), float(s[1]), int(round(s[2])), int(round(s[3])),
                           np.round(s[5 + L:5 + 2 * L]).astype(np.int64), int(round(s[4])),
                           [u.flatten().cpu().numpy().round().astype(np.int64) for u in unit_spikes])

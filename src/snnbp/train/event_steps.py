@@ -23,8 +23,10 @@ from snnbp.gradient.lee2016 import (
     column_sq_norms,
     enforce_floor,
     eq12_scales,
+    SILENT_ONLY,
     floor_raise_per_unit,
     floor_raises,
+    keep_silent_unmet,
     regularization_from_norms,
     sample_deltas,
     weight_regularization,
@@ -161,7 +163,9 @@ def sgd_per_sample(net, events, labels, neuron, hyper, scratch, columns, stats, 
             th = thresholds[l]
             th += dth_s[l][0]
             per_unit = floor_raise_per_unit(floor_mode, _input_trace_sum(x_s, a_s, l))
-            u = floor_raises(th, floors[l], unmet_s[l][0], per_unit)
+            if floor_mode == SILENT_ONLY:
+                keep_silent_unmet(unmet_s[l][0], count_s[l][0])
+            u = floor_raises(th, floors[l], unmet_s[l][0], per_unit, floor_mode != SILENT_ONLY)
             off, inv = col_off64[l], col_inv[l]
             for i in range(u.shape[0]):
                 if u[i] != 0.0:
@@ -323,5 +327,7 @@ def adam_per_sample(net, events, labels, neuron, hyper, scratch, moments, step, 
             th = thresholds[l]
             th += dth_s[l][0]
             per_unit = floor_raise_per_unit(floor_mode, _input_trace_sum(x_s, a_s, l))
-            if enforce_floor(weights[l], th, floors[l], unmet_s[l][0], per_unit) > 0:
+            if floor_mode == SILENT_ONLY:
+                keep_silent_unmet(unmet_s[l][0], count_s[l][0])
+            if enforce_floor(weights[l], th, floors[l], unmet_s[l][0], per_unit, floor_mode != SILENT_ONLY) > 0:
                 sq[l][:] = column_sq_norms(weights[l])

@@ -20,12 +20,13 @@ import torch
 
 from snnbp.data.events import EventBatch
 from snnbp.event_engine.engine import run_events
-from snnbp.gradient.lee2016 import FLOOR_MODES, enforce_floor, floor_raise_per_unit, weight_regularization
+from snnbp.gradient.lee2016 import (FLOOR_MODES, SILENT_ONLY, enforce_floor, floor_raise_per_unit,
+                                   weight_regularization)
 from snnbp.model import Network
 from snnbp.config import OptimConfig
 from snnbp.train.event_steps import adam_per_sample, batch_gradients, sgd_per_sample
 from snnbp.train.protocol import (ChunkStats, load_optimizer_state, make_optimizer, optimizer_state_tensors,
-                                  set_learning_rates)
+                                  set_learning_rates, subnormals_flushed)
 
 
 class EventTrainer:
@@ -71,6 +72,7 @@ class EventTrainer:
         if self.optimizer is not None:
             set_learning_rates(self.optimizer, lr, self.cfg.lr_th_ratio)
 
+    @subnormals_flushed()  # Adam moments decay into slow subnormal floats otherwise (protocol.py)
     def step_chunk(self, batch: EventBatch, labels: np.ndarray, lr: float, rho: float) -> ChunkStats:
         self.set_learning_rate(lr)
         batch.validate(self.net.n_inputs)
@@ -188,8 +190,11 @@ class EventTrainer:
             net.thresholds[l] += res.dth[l].sum(axis=0)
             x = res.x_in if l == 0 else res.traces[l - 1]
             per_unit = floor_raise_per_unit(mode, float(x.sum(axis=1).mean()))
-            enforce_floor(net.weights[l], net.thresholds[l], net.floors[l], res.unmet[l].sum(axis=0).astype(np.float64),
-                          per_unit)
+            unmet = res.unmet[l].astype(np.float64)
+            if mode == SILENT_ONLY:  # per sample: only neurons that did not fire in it (keep_silent_unmet)
+                unmet = np.where(res.counts[l] > 0, 0.0, unmet)
+            enforce_floor(net.weights[l], net.thresholds[l], net.floors[l], unmet.sum(axis=0), per_unit,
+                          mode != SILENT_ONLY)
         spikes = np.array([cnt.sum() for cnt in res.counts], np.int64)
         unit_spikes = [cnt.sum(axis=0).astype(np.int64) for cnt in res.counts]
         return ChunkStats(B, stats[0], stats[1], int(stats[2]), int(res.synops.sum()), spikes, int(stats[4]), unit_spikes)

@@ -13,6 +13,7 @@ Network's own arrays (checkpoints, evaluation and health read them there).
 
 from __future__ import annotations
 
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -70,8 +71,15 @@ class Trainer(Protocol):
         """Restore what ``state_tensors`` returned."""
 
 
-def flush_subnormals() -> None:
-    """Treat subnormal floats (|x| < 1.2e-38 in float32) as zero on the calling thread (x86 FTZ/DAZ).
+def _subnormals_flushed_now() -> bool:
+    """Whether this thread flushes subnormals now (numpy obeys the same control register)."""
+    with np.errstate(under="ignore"):
+        return bool(np.float32(1.5e-38) * np.float32(0.5) == 0.0)
+
+
+@contextmanager
+def subnormals_flushed():
+    """Inside the block, treat subnormal floats (|x| < 1.2e-38 in float32) as zero on this thread.
 
     Why: Adam's first moment of a weight whose input stays silent decays as 0.9^k and enters the
     subnormal range after ~700 zero-gradient steps (the second moment, 0.999^k, within an epoch), and
@@ -79,10 +87,18 @@ def flush_subnormals() -> None:
     sample, so it slowed from 0.43 to 2.26 ms per sample on 784-800-10 after ~2,000 samples
     (benchmarks/README.md, "Subnormal Adam moments"). Flushing changes values only below 1.2e-38,
     where they no longer move a weight. torch.set_flush_denormal sets the thread's floating-point
-    control register, which the compiled (numba) steps running on the same thread obey too; every
-    trainer is built through ``train.build.make_trainer`` or ``train.ann_trainer``, which call this.
+    control register (x86 FTZ/DAZ), which the compiled (numba) steps on the same thread obey too. The
+    previous mode is restored on exit: the process's floating-point state is not ours to keep
+    (hypothesis, for one, refuses to run with subnormals flushed). Every trainer's ``step_chunk``
+    runs inside this block.
     """
+    was_on = _subnormals_flushed_now()
     torch.set_flush_denormal(True)
+    try:
+        yield
+    finally:
+        if not was_on:
+            torch.set_flush_denormal(False)
 
 
 def make_optimizer(weights: list[torch.Tensor], thresholds: list[torch.Tensor], cfg: OptimConfig,
