@@ -12,6 +12,8 @@ epoch, sample index), so the training input is redrawn every epoch.
 
 from __future__ import annotations
 
+import threading
+
 import numba
 import numpy as np
 
@@ -30,14 +32,13 @@ def sample_seeds(seed: int, epoch: int, indices: np.ndarray) -> np.ndarray:
     return (z >> np.uint64(1)).astype(np.int64)
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def _draw_count(seed, mean):
     np.random.seed(seed)
     return np.random.poisson(mean)
 
 
-@numba.njit(cache=True, parallel=True)
-def _poisson_fill(cum, seeds, counts, offsets, duration_us, channels, times):
+def _poisson_fill_py(cum, seeds, counts, offsets, duration_us, channels, times):
     B = seeds.shape[0]
     for b in numba.prange(B):
         n = counts[b]
@@ -52,6 +53,13 @@ def _poisson_fill(cum, seeds, counts, offsets, duration_us, channels, times):
         for e in range(n):
             times[s + e] = t[e]
             channels[s + e] = np.searchsorted(c, np.random.random() * total, side="right")
+
+
+# Two compilations of one body: samples in parallel from the main thread; serially (prange runs as range)
+# from any other thread, e.g. train/prefetch.py's, because numba's workqueue threading layer (the one
+# snnbp selects, snnbp/__init__.py) aborts when two threads launch parallel kernels at once.
+_poisson_fill_parallel = numba.njit(cache=True, parallel=True, nogil=True)(_poisson_fill_py)
+_poisson_fill_serial = numba.njit(cache=True, nogil=True)(_poisson_fill_py)
 
 
 def poisson_events(images: np.ndarray, duration_ms: float, rate_hz: float, seeds: np.ndarray) -> EventBatch:
@@ -72,5 +80,6 @@ def poisson_events(images: np.ndarray, duration_ms: float, rate_hz: float, seeds
     np.cumsum(counts, out=offsets[1:])
     channels = np.empty(offsets[-1], np.int32)
     times = np.empty(offsets[-1], np.float64)
-    _poisson_fill(cum, np.asarray(seeds, np.int64), counts, offsets, duration_us, channels, times)
+    fill = _poisson_fill_parallel if threading.current_thread() is threading.main_thread() else _poisson_fill_serial
+    fill(cum, np.asarray(seeds, np.int64), counts, offsets, duration_us, channels, times)
     return EventBatch(channels, times, offsets, np.full(B, duration_us))

@@ -347,7 +347,7 @@ def simulate_sample(weights, col_scales, col_offsets, thresholds, kappas, floors
     return synops, lateral
 
 
-@numba.njit(cache=True, parallel=True)
+@numba.njit(cache=True, parallel=True, nogil=True)
 def simulate_batch(weights, col_scales, col_offsets, thresholds, kappas, floors, channels, times, offsets, t_end,
                    tau_us, tref_us, wd0, gamma, train, rho, readout_times,
                    x_out, a_out, count_out, dth_out, unmet_out, readout_counts, ops_out, readout_ops,

@@ -288,7 +288,7 @@ def simulate_layered_sample(kinds, w2d, wflat, geoms, pool_maps, n_locs, thresho
     return synops, lateral
 
 
-@numba.njit(cache=True, parallel=True)
+@numba.njit(cache=True, parallel=True, nogil=True)
 def simulate_layered_batch(kinds, w2d, wflat, geoms, pool_maps, n_locs, thresholds, kappas, floors,
                            channels, times, offsets, t_end, tau_us, tref_us, wd0, gamma, train, rho, readout_times,
                            x_out, a_out, count_out, dth_out, unmet_out, readout_counts, ops_out, readout_ops,

@@ -93,7 +93,7 @@ def _train_forward(net, events, b, label, neuron, rho, normalize, scratch, cols,
             u_l[i] += c_l[i]
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)  # nogil: the next chunk is drawn meanwhile (train/prefetch.py)
 def sgd_per_sample(net, events, labels, neuron, hyper, scratch, columns, stats, spikes, unit_spikes):
     """Train on every sample of a CSR chunk in order, updating weights/thresholds in place.
 
@@ -262,7 +262,7 @@ def _adam_threshold_step(th, m_t, v_t, g, b1, b2, step_size, bc2_sqrt, eps):
         th[i] -= step_size * m_t[i] / (np.sqrt(v_t[i]) / bc2_sqrt + eps)
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def adam_per_sample(net, events, labels, neuron, hyper, scratch, moments, step, stats, spikes, unit_spikes):
     """Per-sample Adam (batch size 1, the paper's 784-300-300-10 row) on every sample of a chunk.
 

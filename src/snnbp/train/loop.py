@@ -32,6 +32,7 @@ from snnbp.serialization import FINAL, LAST, load_checkpoint, save_checkpoint, s
 from snnbp.train.background_eval import snapshot
 from snnbp.train.build import build_network, make_background_evaluator, make_evaluator, make_trainer, run_context
 from snnbp.train.metrics_lines import MetricsLines
+from snnbp.train.prefetch import prefetched
 from snnbp.train.protocol import ChunkStats
 from snnbp.train.run_dir import (Progress, check_fresh_out_dir, check_resumable, drop_unfinished_rows, git_commit,
                                  remove_stale_tmp, summarize)
@@ -150,10 +151,12 @@ def _epochs(cfg, out_dir, resume, progress_bar, log, commit, dist, evaluate, sou
         bar = tqdm(total=n_train, initial=prog.next_sample, desc=f"epoch {epoch + 1}/{tc.epochs}",
                    disable=not (progress_bar and sys.stderr.isatty()), unit="sample", leave=False)
         t_epoch = time.perf_counter()
+        # Chunks start at multiples of train.chunk (resume exactness); the next is drawn while this one trains.
+        chunks = prefetched(range(prog.next_sample, n_train, tc.chunk),
+                            lambda lo: source.train_batch(order[lo: lo + tc.chunk], epoch, pres_ms or None))
         try:
-            while prog.next_sample < n_train:
-                idx = order[prog.next_sample: prog.next_sample + tc.chunk]
-                batch = source.train_batch(idx, epoch, pres_ms or None)
+            for lo, batch in chunks:
+                idx = order[lo: lo + tc.chunk]
                 t0 = time.perf_counter()
                 st = trainer.step_chunk(batch, source.train_labels[idx], lr, rho)
                 prog.train_wall_s += time.perf_counter() - t0
@@ -177,6 +180,8 @@ def _epochs(cfg, out_dir, resume, progress_bar, log, commit, dist, evaluate, sou
             checkpoint(total if prog.next_sample > 0 else None)
             log(f"interrupted; resumable checkpoint written: snnbp train --resume {out_dir}")
             raise
+        finally:
+            chunks.close()  # stop drawing (break on train.max_minutes, an error, Ctrl-C)
         bar.close()
         epoch_done = prog.next_sample >= n_train
         record = {"epoch": epoch + 1, "lr": lr, "rho": rho, "presentation_ms": pres_ms,
