@@ -150,17 +150,29 @@ def _set_threads(threads: int) -> None:
     numba.set_num_threads(min(threads, numba.config.NUMBA_NUM_THREADS))
 
 
-def _timed(step, n: int, per_call: int, sync=None) -> tuple[float, float, list]:
-    """Warm-up on 2 samples, baseline RSS, one untimed full call, then the timed loop over n samples."""
-    step(0, min(2, n))
+def _timed(step, n: int, per_call: int, sync=None, draw=None) -> tuple[float, float, list]:
+    """Warm-up on 2 samples, baseline RSS, one untimed full call, then the timed loop over n samples.
+
+    With ``draw(lo, hi)`` the input of each call is drawn apart from it, ``step(lo, hi, data)``: in the
+    timed loop the next chunk is drawn in a background thread while the current one runs, as
+    `snnbp train` does (train/prefetch.py); drawing still counts, wherever it does not overlap.
+    """
+    from snnbp.train.prefetch import prefetched
+
+    run = step if draw is None else (lambda lo, hi: step(lo, hi, draw(lo, hi)))
+    run(0, min(2, n))
     baseline = peak_rss_mb()
-    step(0, min(per_call, n))
+    run(0, min(per_call, n))
     if sync:
         sync()
     out = []
     t0 = time.perf_counter()
-    for lo in range(0, n, per_call):
-        out.append(step(lo, min(lo + per_call, n)))
+    if draw is None:
+        for lo in range(0, n, per_call):
+            out.append(step(lo, min(lo + per_call, n)))
+    else:
+        for lo, data in prefetched(range(0, n, per_call), lambda lo: draw(lo, min(lo + per_call, n))):
+            out.append(step(lo, min(lo + per_call, n), data))
     if sync:
         sync()
     return time.perf_counter() - t0, baseline, out
@@ -339,15 +351,20 @@ def _measure_event(engine, sizes, images, labels, ms, batch, n, chunk, pretrain)
         images, labels = images[pretrain:], labels[pretrain:]
     epoch[0] = 1
 
-    def step(lo, hi):
-        b = events(lo, hi, ms)
+    def step(lo, hi, b):
         if infer:
             res = run_events(net, b)
             return int((res.predictions() == labels[lo:hi]).sum()), int(res.synops.sum())
         st = tr.step_chunk(b, labels[lo:hi], cfg.lr, cfg.rho)
         return st.loss, st.correct, st.synops
 
-    wall, baseline, out = _timed(step, n, batch if infer else chunk)
+    def draw(lo, hi):
+        return events(lo, hi, ms)
+
+    if infer:
+        wall, baseline, out = _timed(lambda lo, hi: step(lo, hi, draw(lo, hi)), n, batch)
+    else:  # training draws the next chunk meanwhile, as snnbp train does
+        wall, baseline, out = _timed(step, n, chunk, draw=draw)
     return {"wall_s": wall, "T": None, "baseline": baseline}, _event_extra(infer, out, n, cfg, chunk, pretrain)
 
 
@@ -436,15 +453,17 @@ def _measure_nmnist(engine, sizes, n, batch, chunk, pool, pretrain, data, seed):
             hi = min(lo + 100, pretrain)
             tr.step_chunk(_event_batch(pc, pt, pidx[lo:hi], a[lo:hi], b[lo:hi]), plab[pidx[lo:hi]], cfg.lr, cfg.rho)
 
-    def step(lo, hi):
-        b = batch_of(lo, hi)
+    def step(lo, hi, b):
         if infer:
             res = run_events(net, b)
             return int((res.predictions() == lab[lo:hi]).sum()), int(res.synops.sum())
         st = tr.step_chunk(b, lab[lo:hi], cfg.lr, cfg.rho)
         return st.loss, st.correct, st.synops
 
-    wall, baseline, out = _timed(step, n, batch if infer else chunk)
+    if infer:
+        wall, baseline, out = _timed(lambda lo, hi: step(lo, hi, batch_of(lo, hi)), n, batch)
+    else:  # training draws the next chunk meanwhile, as snnbp train does
+        wall, baseline, out = _timed(step, n, chunk, draw=batch_of)
     rec.update(wall_s=wall, T=None, baseline=baseline)
     extra.update(_event_extra(infer, out, n, cfg, chunk, pretrain))
     return rec, extra
