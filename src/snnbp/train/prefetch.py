@@ -7,8 +7,9 @@ kernels release the GIL (``nogil=True``), so the two run on different cores.
 
 Nothing changes in what is trained: every chunk is a pure function of (seed, epoch, sample indices)
 (data.poisson, data.sources), so drawing it earlier, on another thread, gives the same events; the
-training order is the caller's. The drawing thread uses one numba thread, so it takes at most the core
-that per-sample training leaves free.
+training order is the caller's. The drawing thread runs no parallel kernel (data.poisson draws serially
+off the main thread; numba's workqueue threading layer aborts when two threads use it at once, and even
+numba.set_num_threads counts as a use), so it takes at most one core.
 """
 
 from __future__ import annotations
@@ -21,12 +22,6 @@ K = TypeVar("K")
 V = TypeVar("V")
 
 
-def _one_numba_thread() -> None:
-    import numba
-
-    numba.set_num_threads(1)  # thread-local: the trainer's own thread count is untouched
-
-
 def prefetched(keys: Iterable[K], make: Callable[[K], V]) -> Iterator[tuple[K, V]]:
     """Yield (key, make(key)) in the order of ``keys``, computing the next make() in a background thread.
 
@@ -34,7 +29,7 @@ def prefetched(keys: Iterable[K], make: Callable[[K], V]) -> Iterator[tuple[K, V
     (break, an error in the caller) waits for the one draw in flight and stops.
     """
     it = iter(keys)
-    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="snnbp-prefetch", initializer=_one_numba_thread) as pool:
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="snnbp-prefetch") as pool:
         done = object()
         key = next(it, done)
         pending = pool.submit(make, key) if key is not done else None
