@@ -80,16 +80,24 @@ def test_sgd_step_equals_numba_rule_plus_sgd_plus_commit(floor_alpha):
     assert st.synops == int(res.synops.sum()) and st.spikes.tolist() == [c.sum() for c in res.counts]
 
 
-def test_torch_floor_equals_numba_floor():
+@pytest.mark.parametrize("fired", [None, [0, 1, 0, 0, 1]])  # None: every unit compensated; else "silent"
+def test_torch_floor_equals_numba_floor(fired):
     rng = np.random.default_rng(0)
     W = rng.normal(size=(6, 5)).astype(np.float32)
     th = np.array([0.5, 0.1, 0.3, 0.05, 0.9], np.float32)
     unmet = np.array([0.0, 0.01, 0.0, 0.02, 0.0])
     layer = DenseSNN.from_network(Network(6, [W.copy()], [th.copy()], [0.0], [0.2])).layers[0]
-    enforce_floor_(layer, torch.from_numpy(unmet.astype(np.float32)), 0.5)
-    enforce_floor(W, th, 0.2, unmet, 0.5)
+    mask = None if fired is None else torch.tensor(fired, dtype=torch.bool)
+    enforce_floor_(layer, torch.from_numpy(unmet.astype(np.float32)), 0.5, mask)
+    W0 = W.copy()
+    counts = np.zeros(0, np.int32) if fired is None else np.array(fired, np.int32)
+    enforce_floor(W, th, 0.2, unmet, 0.5, counts)
+    raised = np.array([0.0, 0.01 + 0.1, 0.0, 0.02 + 0.15, 0.0]) * 0.5  # unmet + what the floor refuses now
+    if fired is not None:
+        raised[np.array(fired) > 0] = 0.0
+    assert np.allclose(W - W0, raised.astype(np.float32), atol=1e-7)
     assert np.allclose(layer.weight.detach().numpy(), W, atol=1e-7)
-    assert np.allclose(layer.threshold.detach().numpy(), th)
+    assert np.allclose(layer.threshold.detach().numpy(), th) and th.min() >= 0.2
 
 
 def test_adam_minibatches_state_roundtrip_and_chunk_split():
@@ -268,18 +276,3 @@ def test_decoupled_regularizer_is_its_own_step_after_adam():
     assert shrink.min() < 0.99
     np.testing.assert_allclose(net_a.weights[0], net_b.weights[0] * shrink, rtol=1e-5, atol=1e-7)
     np.testing.assert_allclose(net_a.weights[1], net_b.weights[1], rtol=1e-6)  # the output layer: no eq. 13
-
-
-def test_torch_floor_without_refusals_equals_numba_floor():
-    # The "silent" reading: thresholds pushed below the floor are clamped but add no weight raise.
-    rng = np.random.default_rng(1)
-    W = rng.normal(size=(6, 5)).astype(np.float32)
-    th = np.array([0.5, 0.1, 0.3, 0.05, 0.9], np.float32)
-    unmet = np.array([0.0, 0.01, 0.03, 0.0, 0.0])
-    layer = DenseSNN.from_network(Network(6, [W.copy()], [th.copy()], [0.0], [0.2])).layers[0]
-    enforce_floor_(layer, torch.from_numpy(unmet.astype(np.float32)), 0.5, add_refused=False)
-    W0 = W.copy()
-    assert enforce_floor(W, th, 0.2, unmet, 0.5, False) == 2
-    assert np.allclose(W - W0, np.array([0.0, 0.005, 0.015, 0.0, 0.0], np.float32), atol=1e-7)
-    assert np.allclose(layer.weight.detach().numpy(), W, atol=1e-7)
-    assert np.allclose(layer.threshold.detach().numpy(), th) and th.min() >= 0.2

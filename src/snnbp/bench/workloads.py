@@ -150,12 +150,12 @@ def _set_threads(threads: int) -> None:
     numba.set_num_threads(min(threads, numba.config.NUMBA_NUM_THREADS))
 
 
-def _timed(step, n: int, per_call: int, sync=None, draw=None) -> tuple[float, float, list]:
+def _timed(step, n: int, per_call: int, sync=None, draw=None, ahead: bool = False) -> tuple[float, float, list]:
     """Warm-up on 2 samples, baseline RSS, one untimed full call, then the timed loop over n samples.
 
-    With ``draw(lo, hi)`` the input of each call is drawn apart from it, ``step(lo, hi, data)``: in the
-    timed loop the next chunk is drawn in a background thread while the current one runs, as
-    `snnbp train` does (train/prefetch.py); drawing still counts, wherever it does not overlap.
+    With ``draw(lo, hi)`` each call's input is drawn apart from it and passed on, ``step(lo, hi, data)``;
+    with ``ahead`` the timed loop draws the next chunk in a background thread while the current one
+    runs, as `snnbp train` does (train/prefetch.py). Drawing counts in the time either way.
     """
     from snnbp.train.prefetch import prefetched
 
@@ -166,13 +166,14 @@ def _timed(step, n: int, per_call: int, sync=None, draw=None) -> tuple[float, fl
     if sync:
         sync()
     out = []
+    starts = range(0, n, per_call)
     t0 = time.perf_counter()
-    if draw is None:
-        for lo in range(0, n, per_call):
-            out.append(step(lo, min(lo + per_call, n)))
-    else:
-        for lo, data in prefetched(range(0, n, per_call), lambda lo: draw(lo, min(lo + per_call, n))):
+    if ahead:
+        for lo, data in prefetched(starts, lambda lo: draw(lo, min(lo + per_call, n))):
             out.append(step(lo, min(lo + per_call, n), data))
+    else:
+        for lo in starts:
+            out.append(run(lo, min(lo + per_call, n)))
     if sync:
         sync()
     return time.perf_counter() - t0, baseline, out
@@ -361,10 +362,8 @@ def _measure_event(engine, sizes, images, labels, ms, batch, n, chunk, pretrain)
     def draw(lo, hi):
         return events(lo, hi, ms)
 
-    if infer:
-        wall, baseline, out = _timed(lambda lo, hi: step(lo, hi, draw(lo, hi)), n, batch)
-    else:  # training draws the next chunk meanwhile, as snnbp train does
-        wall, baseline, out = _timed(step, n, chunk, draw=draw)
+    # training draws the next chunk meanwhile, as snnbp train does
+    wall, baseline, out = _timed(step, n, batch if infer else chunk, draw=draw, ahead=not infer)
     return {"wall_s": wall, "T": None, "baseline": baseline}, _event_extra(infer, out, n, cfg, chunk, pretrain)
 
 
@@ -460,10 +459,8 @@ def _measure_nmnist(engine, sizes, n, batch, chunk, pool, pretrain, data, seed):
         st = tr.step_chunk(b, lab[lo:hi], cfg.lr, cfg.rho)
         return st.loss, st.correct, st.synops
 
-    if infer:
-        wall, baseline, out = _timed(lambda lo, hi: step(lo, hi, batch_of(lo, hi)), n, batch)
-    else:  # training draws the next chunk meanwhile, as snnbp train does
-        wall, baseline, out = _timed(step, n, chunk, draw=batch_of)
+    # training draws the next chunk meanwhile, as snnbp train does
+    wall, baseline, out = _timed(step, n, batch if infer else chunk, draw=batch_of, ahead=not infer)
     rec.update(wall_s=wall, T=None, baseline=baseline)
     extra.update(_event_extra(infer, out, n, cfg, chunk, pretrain))
     return rec, extra

@@ -283,36 +283,41 @@ def add_scaled_columns(G, W, c, coef):
             g[i] += coef * c[i] * w[i]
 
 
+NO_MASK = np.zeros(0, np.int32)  # ``fired`` of floor_raises / enforce_floor: no neuron excluded
+
+
 @numba.njit(cache=True)
-def floor_raises(th, floor, unmet, raise_per_unit, add_refused=True):
+def floor_raises(th, floor, unmet, raise_per_unit, fired=NO_MASK):
     """Keep V_th >= floor; return the weight raise u (N,) of every neuron whose decrement it refused.
 
     unmet (N,) holds decrements already refused (by homeostasis during the presentation);
-    thresholds now below the floor add theirs when ``add_refused`` (the "silent" reading passes
-    False: those come from the gradient step, which moves only active neurons' thresholds, and an
-    active neuron is not compensated). Every weight of neuron i is to be raised by
+    thresholds now below the floor add theirs. Every weight of neuron i is to be raised by
     u_i = unmet_i * raise_per_unit ("all weights of that neuron are raised by the same amount",
     docs/method.md 4.4): raise_per_unit = 1 / sum_k x_k gives the drive-equivalent reading of the module
     doc, 1 the literal one, 0 no compensation. (A multiplicative rescaling, the other reading, makes
     a silent neuron with mostly negative weights ever more negative; it ran away in our tests.)
+    fired (N,) spike counts, or empty: the "silent" reading compensates no neuron that fired (its
+    ``unmet`` is zeroed per sample beforehand, keep_silent_unmet; here its threshold is only clamped).
     """
     N = th.shape[0]
+    masked = fired.shape[0] > 0
     u = np.zeros(N, np.float64)
     for i in range(N):
         ui = unmet[i]
         if th[i] < floor:
-            if add_refused:
-                ui += floor - th[i]
+            ui += floor - th[i]
             th[i] = floor
+        if masked and fired[i] > 0:
+            ui = 0.0
         if ui > 0.0 and raise_per_unit > 0.0:
             u[i] = ui * raise_per_unit
     return u
 
 
 @numba.njit(cache=True)
-def enforce_floor(W, th, floor, unmet, raise_per_unit, add_refused=True):
+def enforce_floor(W, th, floor, unmet, raise_per_unit, fired=NO_MASK):
     """``floor_raises`` applied at once: W[:, i] += u_i; returns the number of neurons raised."""
-    u = floor_raises(th, floor, unmet, raise_per_unit, add_refused)
+    u = floor_raises(th, floor, unmet, raise_per_unit, fired)
     n = 0
     for i in range(u.shape[0]):
         if u[i] != 0.0:
@@ -355,6 +360,6 @@ def keep_silent_unmet(unmet, count):
     neuron busier, and summed over thousands of samples it turned a high floor into a runaway
     (docs/paper-readings.md 8).
     """
-    for i in range(unmet.shape[0]):
+    for i in range(count.shape[0]):  # count empty (NO_MASK): nothing to do
         if count[i] > 0:
             unmet[i] = 0.0

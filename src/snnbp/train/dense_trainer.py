@@ -39,13 +39,16 @@ from snnbp.train.protocol import (ChunkStats, load_optimizer_state, make_optimiz
 
 
 @torch.no_grad()
-def enforce_floor_(layer, unmet: torch.Tensor, raise_per_unit: float, add_refused: bool = True) -> int:
+def enforce_floor_(layer, unmet: torch.Tensor, raise_per_unit: float, fired: torch.Tensor | None = None) -> int:
     """Torch form of gradient.lee2016.enforce_floor on one layer: V_th >= floor; the refused
-    decrement unmet (threshold shape) (plus what the floor refuses now, when ``add_refused``) times
-    raise_per_unit is added to every weight of the neuron (conv: of the feature map's filter)."""
+    decrement unmet (threshold shape) (plus what the floor refuses now) times raise_per_unit is
+    added to every weight of the neuron (conv: of the feature map's filter), except for units where
+    ``fired`` (threshold shape, bool; the "silent" reading) is true."""
     th = layer.threshold
     below = th < layer.floor
-    u = unmet + torch.where(below & add_refused, layer.floor - th, torch.zeros_like(th))
+    u = unmet + torch.where(below, layer.floor - th, torch.zeros_like(th))
+    if fired is not None:
+        u = torch.where(fired, torch.zeros_like(u), u)
     th.copy_(torch.where(below, torch.full_like(th, layer.floor), th))
     if raise_per_unit <= 0.0:
         return 0
@@ -172,7 +175,10 @@ class DenseTrainer:
             # Per-sample homeostasis at full strength: the batch's threshold changes are summed.
             with torch.no_grad():
                 layer.threshold += dth[l]
-            enforce_floor_(layer, unmet[l], floor_raise_per_unit(mode, float(s[5 + l]) / n_global), not silent_only)
+            # "silent": units (conv: maps) that fired in any sample of the batch, all ranks (unit_spikes is reduced)
+            th = layer.threshold
+            fired = (unit_spikes[l].reshape(th.numel(), -1).sum(-1).reshape(th.shape) > 0) if silent_only else None
+            enforce_floor_(layer, unmet[l], floor_raise_per_unit(mode, float(s[5 + l]) / n_global), fired)
         return ChunkStats(n_global, float(s[0]), float(s[1]), int(round(s[2])), int(round(s[3])),
                           np.round(s[5 + L:5 + 2 * L]).astype(np.int64), int(round(s[4])),
                           [u.flatten().cpu().numpy().round().astype(np.int64) for u in unit_spikes])

@@ -23,6 +23,7 @@ from snnbp.gradient.lee2016 import (
     column_sq_norms,
     enforce_floor,
     eq12_scales,
+    NO_MASK,
     SILENT_ONLY,
     floor_raise_per_unit,
     floor_raises,
@@ -163,9 +164,9 @@ def sgd_per_sample(net, events, labels, neuron, hyper, scratch, columns, stats, 
             th = thresholds[l]
             th += dth_s[l][0]
             per_unit = floor_raise_per_unit(floor_mode, _input_trace_sum(x_s, a_s, l))
-            if floor_mode == SILENT_ONLY:
-                keep_silent_unmet(unmet_s[l][0], count_s[l][0])
-            u = floor_raises(th, floors[l], unmet_s[l][0], per_unit, floor_mode != SILENT_ONLY)
+            fired = count_s[l][0] if floor_mode == SILENT_ONLY else NO_MASK
+            keep_silent_unmet(unmet_s[l][0], fired)
+            u = floor_raises(th, floors[l], unmet_s[l][0], per_unit, fired)
             off, inv = col_off64[l], col_inv[l]
             for i in range(u.shape[0]):
                 if u[i] != 0.0:
@@ -327,7 +328,7 @@ def adam_per_sample(net, events, labels, neuron, hyper, scratch, moments, step, 
             th = thresholds[l]
             th += dth_s[l][0]
             per_unit = floor_raise_per_unit(floor_mode, _input_trace_sum(x_s, a_s, l))
-            if floor_mode == SILENT_ONLY:
-                keep_silent_unmet(unmet_s[l][0], count_s[l][0])
-            if enforce_floor(weights[l], th, floors[l], unmet_s[l][0], per_unit, floor_mode != SILENT_ONLY) > 0:
+            fired = count_s[l][0] if floor_mode == SILENT_ONLY else NO_MASK
+            keep_silent_unmet(unmet_s[l][0], fired)
+            if enforce_floor(weights[l], th, floors[l], unmet_s[l][0], per_unit, fired) > 0:
                 sq[l][:] = column_sq_norms(weights[l])

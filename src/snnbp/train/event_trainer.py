@@ -20,7 +20,7 @@ import torch
 
 from snnbp.data.events import EventBatch
 from snnbp.event_engine.engine import run_events
-from snnbp.gradient.lee2016 import (FLOOR_MODES, SILENT_ONLY, enforce_floor, floor_raise_per_unit,
+from snnbp.gradient.lee2016 import (FLOOR_MODES, NO_MASK, SILENT_ONLY, enforce_floor, floor_raise_per_unit,
                                    weight_regularization)
 from snnbp.model import Network
 from snnbp.config import OptimConfig
@@ -190,11 +190,10 @@ class EventTrainer:
             net.thresholds[l] += res.dth[l].sum(axis=0)
             x = res.x_in if l == 0 else res.traces[l - 1]
             per_unit = floor_raise_per_unit(mode, float(x.sum(axis=1).mean()))
-            unmet = res.unmet[l].astype(np.float64)
+            unmet, fired = res.unmet[l].astype(np.float64), NO_MASK
             if mode == SILENT_ONLY:  # per sample: only neurons that did not fire in it (keep_silent_unmet)
-                unmet = np.where(res.counts[l] > 0, 0.0, unmet)
-            enforce_floor(net.weights[l], net.thresholds[l], net.floors[l], unmet.sum(axis=0), per_unit,
-                          mode != SILENT_ONLY)
+                unmet, fired = np.where(res.counts[l] > 0, 0.0, unmet), res.counts[l].sum(axis=0).astype(np.int32)
+            enforce_floor(net.weights[l], net.thresholds[l], net.floors[l], unmet.sum(axis=0), per_unit, fired)
         spikes = np.array([cnt.sum() for cnt in res.counts], np.int64)
         unit_spikes = [cnt.sum(axis=0).astype(np.int64) for cnt in res.counts]
         return ChunkStats(B, stats[0], stats[1], int(stats[2]), int(res.synops.sum()), spikes, int(stats[4]), unit_spikes)
