@@ -40,6 +40,16 @@ def test_inconsistent_values_are_rejected():
         load_config(None, ["model.hidden=[500, 500]"])  # kappa still has 2 entries, 3 layers now
     with pytest.raises(ConfigError, match="optim.lr"):
         load_config(None, ["optim.lr=-1.0"])
+    with pytest.raises(ConfigError, match="optim.lr_th_ratio needs 1 or 2 values"):
+        load_config(None, ["optim.lr_th_ratio=[1.0, 1.0, 10.0]"])  # 784-800-10 has 2 layers
+    with pytest.raises(ConfigError, match="optim.warmup_lr_th_ratio"):
+        load_config(None, ["optim.warmup_lr_th_ratio=[-1.0]"])
+
+
+def test_threshold_rate_ratio_takes_one_value_or_one_per_layer():
+    assert load_config(None, ["optim.lr_th_ratio=3.0"]).optim.lr_th_ratio == [3.0]  # a scalar, as before
+    cfg = load_config(None, ["optim.lr_th_ratio=[1.0, 10.0]", "optim.warmup_lr_th_ratio=10.0"])
+    assert cfg.optim.lr_th_ratio == [1.0, 10.0] and cfg.optim.warmup_lr_th_ratio == [10.0]
 
 
 def test_resolved_config_round_trips(tmp_path):

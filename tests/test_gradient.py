@@ -44,7 +44,7 @@ def _grads(weights, thresholds, counts, x, traces, label, kappas, normalize, sig
     gth = tuple(np.zeros_like(t) for t in th)
     accumulate_sample_gradients(W, gW, gth, np.asarray(x, np.float32)[None],
                                 tuple(np.asarray(a, np.float32)[None] for a in traces), deltas, 0,
-                                np.asarray(kappas, np.float64), GAMMA, sigma, normalize, 1.0, 1.0, ones,
+                                np.asarray(kappas, np.float64), GAMMA, sigma, normalize, 1.0, np.ones(len(W)), ones,
                                 tuple(np.zeros(0) for _ in W), tuple(np.zeros(0) for _ in W))
     return gW, gth, [d[0] for d in deltas], loss
 

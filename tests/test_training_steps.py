@@ -425,3 +425,31 @@ def test_silent_floor_compensation_raises_only_neurons_that_did_not_fire(name):
     assert not moved["none"].any()
     np.testing.assert_array_equal(moved["drive"], unmet > 0)
     np.testing.assert_array_equal(moved["silent"], (unmet > 0) & (counts == 0))
+
+
+@pytest.mark.parametrize("name,batch_size", [("sgd", 1), ("sgd", 2), ("adam", 1), ("adam", 2)])
+def test_threshold_rates_are_per_layer_and_switch_in_the_warm_up(name, batch_size):
+    # optim.lr_th_ratio per layer (train.protocol.threshold_rate_ratios): a layer at ratio 0 keeps its
+    # thresholds (homeostasis off), the other learns; in the warm-up epoch optim.warmup_lr_th_ratio
+    # applies instead. Every path: fused SGD / Adam (batch 1) and the torch optimizers (batch 2).
+    batch, labels = _batch(n_samples=4, all_channels=True), np.array([0, 2, 1, 0])
+    for warmup in (False, True):
+        net, before = _net(), _net()
+        tr = EventTrainer(net, _cfg(name=name, batch_size=batch_size, lr_th_ratio=[0.0, 1.0],
+                                    warmup_lr_th_ratio=[1.0, 0.0]))
+        assert (tr.fused or tr.fused_adam) == (batch_size == 1)
+        tr.step_chunk(batch, labels, 0.05, 0.0, warmup=warmup)
+        frozen, learning = (1, 0) if warmup else (0, 1)
+        np.testing.assert_array_equal(net.thresholds[frozen], before.thresholds[frozen])
+        assert np.abs(net.thresholds[learning] - before.thresholds[learning]).max() > 1e-6
+        assert not np.array_equal(net.weights[frozen], before.weights[frozen])  # weights learn in both
+
+
+def test_threshold_rate_ratios_broadcast_one_value_and_fall_back_outside_the_warm_up():
+    from snnbp.train.protocol import threshold_rate_ratios
+    np.testing.assert_array_equal(threshold_rate_ratios(_cfg(lr_th_ratio=[10.0]), 3), [10.0, 10.0, 10.0])
+    cfg = _cfg(lr_th_ratio=[1.0, 1.0, 10.0], warmup_lr_th_ratio=[10.0])
+    np.testing.assert_array_equal(threshold_rate_ratios(cfg, 3), [1.0, 1.0, 10.0])
+    np.testing.assert_array_equal(threshold_rate_ratios(cfg, 3, warmup=True), [10.0, 10.0, 10.0])
+    no_warmup_value = _cfg(lr_th_ratio=[1.0, 10.0])
+    np.testing.assert_array_equal(threshold_rate_ratios(no_warmup_value, 2, warmup=True), [1.0, 10.0])

@@ -74,7 +74,10 @@ class OptimConfig:
 
     name: str = "sgd"  # sgd | adam
     lr: float = 0.004  # eta_w
-    lr_th_ratio: float = 0.1  # eta_th = ratio * eta_w (0.1 for SGD, 1 for Adam)
+    # eta_th = ratio * eta_w (the paper: 0.1 for SGD, 1 for Adam); one value, or one per layer
+    lr_th_ratio: list[float] = field(default_factory=lambda: [0.1])
+    # The ratio during the warm-up epoch (train.warmup_ms); [] = lr_th_ratio. One value or one per layer.
+    warmup_lr_th_ratio: list[float] = field(default_factory=list)
     batch_size: int = 1  # 1 = per-sample updates as in the paper
     lam: float = 0.01  # lambda of the exponential weight regularizer (eq. 13)
     beta: float = 10.0
@@ -235,6 +238,10 @@ def validate(cfg: Config) -> None:
         raise ConfigError(f"model.kappa needs {n_layers} values (hidden layers + output), got {len(cfg.model.kappa)}")
     if len(cfg.model.alpha) not in (1, n_layers):
         raise ConfigError(f"model.alpha needs 1 or {n_layers} values, got {len(cfg.model.alpha)}")
+    for key in ("lr_th_ratio", "warmup_lr_th_ratio"):
+        n = len(getattr(cfg.optim, key))
+        if n not in (1, n_layers) and not (key == "warmup_lr_th_ratio" and n == 0):
+            raise ConfigError(f"optim.{key} needs 1 or {n_layers} values (one per layer), got {n}")
     if cfg.model.kind not in ("snn", "ann"):
         raise ConfigError(f"model.kind must be 'snn' (spiking) or 'ann' (conventional baseline), got {cfg.model.kind!r}")
     if cfg.optim.floor_compensation not in ("none", "drive", "silent", "weight"):
@@ -277,7 +284,8 @@ _RANGES: dict[str, tuple[float, bool, float, bool]] = {
     "data.rate_hz": _POSITIVE, "data.train_ms": _POSITIVE, "data.test_ms": _POSITIVE,
     "data.crop_events": (1, True, math.inf, False),
     "data.train_limit": _NON_NEGATIVE, "data.test_limit": _NON_NEGATIVE,
-    "optim.lr": _POSITIVE, "optim.lr_th_ratio": _NON_NEGATIVE, "optim.batch_size": (1, True, math.inf, False),
+    "optim.lr": _POSITIVE, "optim.lr_th_ratio": _NON_NEGATIVE,
+    "optim.warmup_lr_th_ratio": _NON_NEGATIVE, "optim.batch_size": (1, True, math.inf, False),
     "optim.lam": _NON_NEGATIVE, "optim.beta": _NON_NEGATIVE, "optim.rho": _NON_NEGATIVE,
     "optim.decay_per_epoch": (0.0, False, 1.0, True),
     "optim.adam_betas": (0.0, True, 1.0, False), "optim.adam_eps": _POSITIVE,

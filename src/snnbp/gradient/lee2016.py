@@ -174,7 +174,9 @@ def add_threshold_gradient(gth, a, d, kappa, gamma, sigma, cth, coef):
 @numba.njit(cache=True)
 def accumulate_sample_gradients(weights, grad_w, grad_th, x_in, traces, deltas, b, kappas,
                                 gamma, sigma, normalize, coef_w, coef_th, col_inv, sq_norms, col_sums):
-    """grad_w[l] += coef_w sqrt(N/m) outer(x, delta); grad_th[l] += coef_th (-sqrt(N/(mM)) delta a_hat).
+    """grad_w[l] += coef_w sqrt(N/m) outer(x, delta); grad_th[l] += coef_th[l] (-sqrt(N/(mM)) delta a_hat).
+
+    coef_th (L,): one coefficient per layer (per-layer threshold rates, train.protocol.threshold_rate_ratios).
 
     Only rows k with x_k > 0 are touched (work ~ active inputs x N, eq. 12). ``grad_w`` may be the
     weights (and thresholds) themselves with coef = -learning rate: that is the per-sample SGD step;
@@ -223,7 +225,7 @@ def accumulate_sample_gradients(weights, grad_w, grad_th, x_in, traces, deltas, 
                     row = gW[k]
                     for i in range(N):
                         row[i] += s * dc[i]
-        add_threshold_gradient(grad_th[l], a, d, kappas[l], gamma, sigma, cth, coef_th)
+        add_threshold_gradient(grad_th[l], a, d, kappas[l], gamma, sigma, cth, coef_th[l])
 
 
 @numba.njit(cache=True)

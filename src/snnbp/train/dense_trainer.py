@@ -6,7 +6,7 @@ Per global mini-batch of ``optim.batch_size`` samples of a chunk (same split as 
      the configured rule (Lee2016Rule: no graph over time; SurrogateBPTT: graph over time);
   2. loss = sum_b loss_b / B + eq. 13 regularizer of the hidden layers; backward; all-reduce
      (data parallel, dense/distributed.py); torch.optim SGD or Adam step (weights at lr, thresholds
-     at lr * lr_th_ratio, the param groups of EventTrainer);
+     at lr * ratio_l per layer, the param groups of EventTrainer);
   3. commit homeostasis: V_th += sum_b dth_b (per-sample strength, as EventTrainer), then enforce
      the threshold floor with the summed refused decrement (weights of a floored neuron raised as
      optim.floor_compensation says), i.e. gradient.lee2016.enforce_floor, in torch.
@@ -35,7 +35,8 @@ from snnbp.errors import ConfigError
 from snnbp.model import Network
 from snnbp.config import OptimConfig
 from snnbp.train.protocol import (ChunkStats, load_optimizer_state, make_optimizer, optimizer_state_tensors,
-                                  set_learning_rates, subnormals_flushed)
+                                  set_learning_rates, subnormals_flushed,
+                                  threshold_rate_ratios)
 
 
 @torch.no_grad()
@@ -93,11 +94,12 @@ class DenseTrainer:
         self._th = [layer.threshold for layer in self.model.layers]
         self.optimizer = make_optimizer(self._w, self._th, optim)
 
-    def set_learning_rate(self, lr: float) -> None:
-        set_learning_rates(self.optimizer, lr, self.cfg.lr_th_ratio)
+    def set_learning_rate(self, lr: float, warmup: bool = False) -> None:
+        set_learning_rates(self.optimizer, lr, threshold_rate_ratios(self.cfg, len(self._th), warmup))
 
     @subnormals_flushed()  # Adam moments decay into slow subnormal floats otherwise (protocol.py)
-    def step_chunk(self, batch: EventBatch, labels: np.ndarray, lr: float, rho: float) -> ChunkStats:
+    def step_chunk(self, batch: EventBatch, labels: np.ndarray, lr: float, rho: float,
+                   warmup: bool = False) -> ChunkStats:
         labels = np.asarray(labels, np.int64)
         if labels.shape != (len(batch),):
             raise ConfigError(f"got {labels.size} labels for a chunk of {len(batch)} samples; give one label per sample")
@@ -105,7 +107,7 @@ class DenseTrainer:
             batch.validate(self.net.n_inputs)
         except ValueError as err:
             raise ConfigError(str(err)) from None
-        self.set_learning_rate(lr)
+        self.set_learning_rate(lr, warmup)
         self.model.load_from(self.net)  # the Network is the source of truth between chunks
         total = None
         bs = self.cfg.batch_size

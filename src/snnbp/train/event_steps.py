@@ -115,7 +115,7 @@ def sgd_per_sample(net, events, labels, neuron, hyper, scratch, columns, stats, 
       events  = (channels, times, offsets, t_end): the chunk in CSR form (data.events.EventBatch)
       labels  (B,) int64
       neuron  = (tau_us, tref_us, wd0, gamma, sigma)
-      hyper   = (rho, lr_w, lr_th, lam, beta, normalize, floor_mode)
+      hyper   = (rho, lr_w, lr_th, lam, beta, normalize, floor_mode); lr_th (L,) per layer
       scratch = (x_s, a_s, count_s, dth_s, unmet_s, delta_s, ro_counts, ro_ops): per-sample
                 buffers, leading dimension 1 (EventTrainer._sgd_scratch)
       columns = (col_s64, col_s32, col_inv, col_off64, col_off32, sq_norms, col_sums): the lazy
@@ -204,7 +204,7 @@ def batch_gradients(weights, thresholds, kappas, reg_layers, x_in, traces, count
         stats[2] += 1.0 if _argmax(counts[L - 1][b]) == labels[b] else 0.0
         stats[4] += 1.0 if loss == 0.0 else 0.0
         accumulate_sample_gradients(weights, grad_w, grad_th, x_in, traces, deltas, b, kappas,
-                                    gamma, sigma, normalize, inv, inv, ones, no_sq, no_sq)
+                                    gamma, sigma, normalize, inv, np.full(L, inv), ones, no_sq, no_sq)
     for l in range(L):
         if reg_layers[l] and lam > 0.0:
             c, rl = weight_regularization(weights[l], lam, beta)
@@ -279,8 +279,9 @@ def adam_per_sample(net, events, labels, neuron, hyper, scratch, moments, step, 
     gradient buffer and its zeroing, the Python per sample, and the second norm sweep.
 
     net, events, labels, neuron, scratch, stats, spikes, unit_spikes: as ``sgd_per_sample``.
-    hyper   = (rho, lr_w, lr_th, lam, beta, normalize, floor_mode, b1, b2, eps, decoupled): decoupled
-              applies eq. 13 as W_i / (1 + lr_w c_i) after the Adam step instead of inside its gradient
+    hyper   = (rho, lr_w, lr_th, lam, beta, normalize, floor_mode, b1, b2, eps, decoupled): lr_th (L,)
+              per layer; decoupled applies eq. 13 as W_i / (1 + lr_w c_i) after the Adam step instead
+              of inside its gradient
     moments = (m_w, v_w, m_th, v_th): tuples per layer, shapes of the weights / thresholds (torch
               Adam's exp_avg / exp_avg_sq, shared with the checkpointed optimizer state)
     step    (1,) int64: Adam steps taken so far (torch's "step"), advanced per sample.
@@ -323,7 +324,7 @@ def adam_per_sample(net, events, labels, neuron, hyper, scratch, moments, step, 
                                eps, sq[l])
             g_th = np.zeros(N, np.float64)
             add_threshold_gradient(g_th, a_s[l][0], delta_s[l][0], kappas[l], gamma, sigma, cth, 1.0)
-            _adam_threshold_step(thresholds[l], m_th[l], v_th[l], g_th, b1, b2, lr_th / bc1, bc2_sqrt, eps)
+            _adam_threshold_step(thresholds[l], m_th[l], v_th[l], g_th, b1, b2, lr_th[l] / bc1, bc2_sqrt, eps)
         for l in range(L):
             th = thresholds[l]
             th += dth_s[l][0]

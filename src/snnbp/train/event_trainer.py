@@ -26,7 +26,8 @@ from snnbp.model import Network
 from snnbp.config import OptimConfig
 from snnbp.train.event_steps import adam_per_sample, batch_gradients, sgd_per_sample
 from snnbp.train.protocol import (ChunkStats, load_optimizer_state, make_optimizer, optimizer_state_tensors,
-                                  set_learning_rates, subnormals_flushed)
+                                  set_learning_rates, subnormals_flushed,
+                                  threshold_rate_ratios)
 
 
 class EventTrainer:
@@ -68,18 +69,20 @@ class EventTrainer:
         finally:
             torch.set_num_threads(n)
 
-    def set_learning_rate(self, lr: float) -> None:
+    def set_learning_rate(self, lr: float, warmup: bool = False) -> None:
         if self.optimizer is not None:
-            set_learning_rates(self.optimizer, lr, self.cfg.lr_th_ratio)
+            set_learning_rates(self.optimizer, lr, threshold_rate_ratios(self.cfg, self.net.n_layers, warmup))
 
     @subnormals_flushed()  # Adam moments decay into slow subnormal floats otherwise (protocol.py)
-    def step_chunk(self, batch: EventBatch, labels: np.ndarray, lr: float, rho: float) -> ChunkStats:
-        self.set_learning_rate(lr)
+    def step_chunk(self, batch: EventBatch, labels: np.ndarray, lr: float, rho: float,
+                   warmup: bool = False) -> ChunkStats:
+        self.set_learning_rate(lr, warmup)
         batch.validate(self.net.n_inputs)
+        lr_th = lr * threshold_rate_ratios(self.cfg, self.net.n_layers, warmup)  # (L,) per layer
         if self.fused:
-            return self._sgd_chunk(batch, labels, lr, rho)
+            return self._sgd_chunk(batch, labels, lr, rho, lr_th)
         if self.fused_adam:
-            return self._adam_chunk(batch, labels, lr, rho)
+            return self._adam_chunk(batch, labels, lr, rho, lr_th)
         total = None
         bs = self.cfg.batch_size
         for s in range(0, len(batch), bs):
@@ -88,7 +91,8 @@ class EventTrainer:
             total = st if total is None else total + st
         return total
 
-    def _sgd_chunk(self, batch: EventBatch, labels: np.ndarray, lr: float, rho: float) -> ChunkStats:
+    def _sgd_chunk(self, batch: EventBatch, labels: np.ndarray, lr: float, rho: float,
+                   lr_th: np.ndarray) -> ChunkStats:
         net, c, p = self.net, self.cfg, self.net.neuron
         sizes = net.sizes
         stats = np.zeros(5)
@@ -99,7 +103,7 @@ class EventTrainer:
             (batch.channels, batch.times_us, batch.offsets, batch.t_end_us),
             np.asarray(labels, np.int64),
             (p.tau_us, p.t_ref_us, p.w_d0, p.gamma, p.sigma),
-            (float(rho), float(lr), float(lr * c.lr_th_ratio), float(c.lam), float(c.beta), bool(c.normalize),
+            (float(rho), float(lr), lr_th, float(c.lam), float(c.beta), bool(c.normalize),
              FLOOR_MODES[c.floor_compensation]),
             self._sgd_scratch(), self._lazy_columns(), stats, spikes, unit_spikes,
         )
@@ -127,7 +131,8 @@ class EventTrainer:
             raise RuntimeError(f"Adam state has unequal step counts {sorted(steps)}; per-sample Adam needs one")
         return (m_w, v_w, m_th, v_th), np.array([int(steps.pop())], np.int64)
 
-    def _adam_chunk(self, batch: EventBatch, labels: np.ndarray, lr: float, rho: float) -> ChunkStats:
+    def _adam_chunk(self, batch: EventBatch, labels: np.ndarray, lr: float, rho: float,
+                    lr_th: np.ndarray) -> ChunkStats:
         net, c, p = self.net, self.cfg, self.net.neuron
         stats = np.zeros(5)
         spikes = np.zeros(net.n_layers, np.int64)
@@ -139,7 +144,7 @@ class EventTrainer:
             (batch.channels, batch.times_us, batch.offsets, batch.t_end_us),
             np.asarray(labels, np.int64),
             (p.tau_us, p.t_ref_us, p.w_d0, p.gamma, p.sigma),
-            (float(rho), float(lr), float(lr * c.lr_th_ratio), float(c.lam), float(c.beta), bool(c.normalize),
+            (float(rho), float(lr), lr_th, float(c.lam), float(c.beta), bool(c.normalize),
              FLOOR_MODES[c.floor_compensation], b1, b2, float(c.adam_eps), c.weight_reg == "decoupled"),
             self._sgd_scratch(), moments, step, stats, spikes, unit_spikes,
         )

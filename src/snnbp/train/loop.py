@@ -142,7 +142,8 @@ def _epochs(cfg, out_dir, resume, progress_bar, log, commit, dist, evaluate, sou
         epoch = prog.epoch
         decay = oc.decay_per_epoch ** epoch
         lr, rho = oc.lr * decay, oc.rho * decay
-        pres_ms = tc.warmup_ms if (epoch == 0 and tc.warmup_ms > 0) else getattr(source, "train_ms", 0.0)
+        warmup = epoch == 0 and tc.warmup_ms > 0
+        pres_ms = tc.warmup_ms if warmup else getattr(source, "train_ms", 0.0)
         order = np.random.default_rng([tc.seed, epoch]).permutation(n_train)
         total = None
         if prog.partial is not None:  # the statistics of this epoch before the interruption
@@ -158,7 +159,7 @@ def _epochs(cfg, out_dir, resume, progress_bar, log, commit, dist, evaluate, sou
             for lo, batch in chunks:
                 idx = order[lo: lo + tc.chunk]
                 t0 = time.perf_counter()
-                st = trainer.step_chunk(batch, source.train_labels[idx], lr, rho)
+                st = trainer.step_chunk(batch, source.train_labels[idx], lr, rho, warmup)
                 prog.train_wall_s += time.perf_counter() - t0
                 problem = _check_health(net, st, cfg, pres_ms or 300.0)
                 if problem:

@@ -4,8 +4,10 @@ A trainer owns one ``Network`` and its optimizer state. ``train.engines.make_tra
   * ``EventTrainer`` (event_trainer.py): the event engine; per-sample SGD fully compiled, or
     mini-batches simulated in parallel and stepped by a torch optimizer;
   * ``DenseTrainer`` (dense_trainer.py): the dense engine (CPU or CUDA, data parallel).
-Both keep the same rule: weights at lr, thresholds at lr * lr_th_ratio (two torch param groups, ids
-0..L-1 weights, L..2L-1 thresholds, so their checkpoints are interchangeable); homeostasis committed
+Both keep the same rule: weights at lr, layer l's thresholds at lr * ratio_l (``threshold_rate_ratios``:
+optim.lr_th_ratio, or optim.warmup_lr_th_ratio in the warm-up epoch; torch param groups: the weights,
+then one per layer's thresholds, param ids 0..L-1 weights, L..2L-1 thresholds, so their checkpoints are
+interchangeable); homeostasis committed
 as the *sum* of a batch's per-sample threshold changes (docs/method.md 4.4, paper-readings.md 9); the
 threshold floor enforced after every step. After ``step_chunk`` the trained values are in the
 Network's own arrays (checkpoints, evaluation and health read them there).
@@ -61,8 +63,10 @@ class Trainer(Protocol):
 
     net: Network
 
-    def step_chunk(self, batch: EventBatch, labels: np.ndarray, lr: float, rho: float) -> ChunkStats:
-        """Train on every sample of ``batch`` (in order) at learning rate lr and homeostasis rho."""
+    def step_chunk(self, batch: EventBatch, labels: np.ndarray, lr: float, rho: float,
+                   warmup: bool = False) -> ChunkStats:
+        """Train on every sample of ``batch`` (in order) at learning rate lr and homeostasis rho
+        (``warmup``: the chunk belongs to the warm-up epoch, whose threshold rates may differ)."""
 
     def state_tensors(self) -> tuple[dict[str, np.ndarray], dict]:
         """Optimizer state as (tensors named optim.PID.KEY, scalars named PID.KEY) for a checkpoint."""
@@ -101,10 +105,27 @@ def subnormals_flushed():
             torch.set_flush_denormal(False)
 
 
+def threshold_rate_ratios(cfg: OptimConfig, n_layers: int, warmup: bool = False) -> np.ndarray:
+    """eta_th / eta_w per layer (n_layers,): optim.lr_th_ratio, or optim.warmup_lr_th_ratio in the warm-up.
+
+    One configured value applies to every layer. Why per layer and per phase (docs/paper-readings.md 11):
+    in 784-500-500-10 the first hidden layer's thresholds must adapt fast through the 200 ms warm-up
+    (slow ones let homeostasis park most of the layer on its floor), but at that rate they then drift
+    down every 50 ms epoch until the layer runs away, while the output thresholds must stay fast.
+    """
+    ratios = cfg.warmup_lr_th_ratio if (warmup and cfg.warmup_lr_th_ratio) else cfg.lr_th_ratio
+    out = np.asarray(ratios, np.float64)
+    out = out.reshape(-1)  # a bare float (OptimConfig built in code) counts as one value
+    return np.full(n_layers, out[0]) if out.size == 1 else out
+
+
 def make_optimizer(weights: list[torch.Tensor], thresholds: list[torch.Tensor], cfg: OptimConfig,
                    fused_adam: bool = False) -> torch.optim.Optimizer:
-    """torch.optim SGD or Adam over two param groups: weights at cfg.lr, thresholds at cfg.lr * lr_th_ratio."""
-    groups = [{"params": weights, "lr": cfg.lr}, {"params": thresholds, "lr": cfg.lr * cfg.lr_th_ratio}]
+    """torch.optim SGD or Adam: one param group of weights at cfg.lr, then one per layer's thresholds at
+    cfg.lr * ratio_l (threshold_rate_ratios; the warm-up's ratios are set per chunk, set_learning_rates)."""
+    ratios = threshold_rate_ratios(cfg, len(thresholds))
+    groups = [{"params": weights, "lr": cfg.lr}] + [{"params": [th], "lr": cfg.lr * float(r)}
+                                                    for th, r in zip(thresholds, ratios)]
     if cfg.name == "sgd":
         return torch.optim.SGD(groups, lr=cfg.lr)
     if cfg.name == "adam":
@@ -113,9 +134,11 @@ def make_optimizer(weights: list[torch.Tensor], thresholds: list[torch.Tensor], 
     raise ConfigError(f"optim.name must be 'sgd' or 'adam', got '{cfg.name}'")
 
 
-def set_learning_rates(optimizer: torch.optim.Optimizer, lr: float, lr_th_ratio: float) -> None:
+def set_learning_rates(optimizer: torch.optim.Optimizer, lr: float, th_ratios: np.ndarray) -> None:
+    """Weights at lr, layer l's thresholds at lr * th_ratios[l] (the groups of make_optimizer)."""
     optimizer.param_groups[0]["lr"] = lr
-    optimizer.param_groups[1]["lr"] = lr * lr_th_ratio
+    for group, r in zip(optimizer.param_groups[1:], th_ratios, strict=True):
+        group["lr"] = lr * float(r)
 
 
 def optimizer_state_tensors(optimizer: torch.optim.Optimizer) -> tuple[dict[str, np.ndarray], dict]:
