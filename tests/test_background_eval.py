@@ -154,3 +154,42 @@ def test_killed_while_the_last_tests_drain_resumes_exactly(tmp_path, monkeypatch
     assert main(["train", "--resume", str(cut)]) == 0
     assert _metrics(cut) == _metrics(tmp_path / "whole")
     assert (cut / "summary.json").is_file()
+
+
+_ORPHAN_PARENT = """
+import os, sys, time
+from concurrent.futures import ProcessPoolExecutor
+import multiprocessing
+from snnbp.train.background_eval import _exit_with_parent
+pool = ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn"),
+                           initializer=_exit_with_parent, initargs=(os.getpid(), 0.1))
+pool.submit(time.sleep, 60)
+time.sleep(0.5)
+print(*pool._processes, flush=True)
+time.sleep(60)
+"""
+
+
+def test_the_worker_ends_when_its_trainer_is_killed():
+    # A trainer killed by a signal cannot shut its pool down; its worker must not go on testing for nobody.
+    import subprocess
+    import sys
+    import time
+
+    parent = subprocess.Popen([sys.executable, "-c", _ORPHAN_PARENT], stdout=subprocess.PIPE, text=True)
+    try:
+        worker = int(parent.stdout.readline())
+        os.kill(worker, 0)  # alive while its parent is
+        parent.send_signal(signal.SIGKILL)
+        parent.wait(10)
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            try:
+                os.kill(worker, 0)
+            except ProcessLookupError:
+                return
+            time.sleep(0.1)
+        os.kill(worker, signal.SIGKILL)
+        raise AssertionError("the evaluation worker outlived its killed parent by 20 s")
+    finally:
+        parent.kill()

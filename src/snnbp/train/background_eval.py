@@ -29,6 +29,25 @@ import numpy as np
 _SOURCES: dict[str, object] = {}  # worker side: the data source per (data config, seed), built once
 
 
+def _exit_with_parent(parent_pid: int, period_s: float = 2.0) -> None:
+    """Worker initializer: end this process once its parent is gone.
+
+    A trainer stopped by a signal (kill, a session's end) cannot shut its pool down, and the worker
+    would otherwise finish its 10k-digit test at 1 s (minutes of a core) for nobody, and sit idle after.
+    A daemon thread checks the parent's pid every ``period_s`` (the compiled test kernels release
+    the GIL between chunks, so it gets to run).
+    """
+    import threading
+    import time
+
+    def watch() -> None:
+        while os.getppid() == parent_pid:
+            time.sleep(period_s)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="exit-with-parent", daemon=True).start()
+
+
 def _evaluate_snapshot(cfg_dict: dict, header: dict, tensors: dict[str, np.ndarray], threads: int) -> dict:
     """Worker: test the network given by (header, tensors) on the run's test set with ``threads`` threads."""
     import numba
@@ -67,7 +86,8 @@ class BackgroundEvaluator:
         self._cores = max(1, cores or os.cpu_count() or 1)
         self._threads = max(1, self._cores - 1)
         # spawn, not fork: the parent holds numba's and torch's thread pools, which a fork does not copy safely.
-        self._pool = ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn"))
+        self._pool = ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn"),
+                                         initializer=_exit_with_parent, initargs=(os.getpid(),))
         self._queue: deque[tuple[int, dict]] = deque()
         self._running: tuple[int, dict, Future] | None = None
         self._done: dict[int, tuple[dict, dict]] = {}  # epoch -> (evaluation, snapshot), until taken
