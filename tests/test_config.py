@@ -44,6 +44,8 @@ def test_inconsistent_values_are_rejected():
         load_config(None, ["optim.lr_th_ratio=[1.0, 1.0, 10.0]"])  # 784-800-10 has 2 layers
     with pytest.raises(ConfigError, match="optim.warmup_lr_th_ratio"):
         load_config(None, ["optim.warmup_lr_th_ratio=[-1.0]"])
+    with pytest.raises(ConfigError, match="optim.threshold_optimizer must be 'same' or 'sgd'"):
+        load_config(None, ["optim.threshold_optimizer='adam'"])
 
 
 def test_threshold_rate_ratio_takes_one_value_or_one_per_layer():

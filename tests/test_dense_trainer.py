@@ -100,15 +100,19 @@ def test_torch_floor_equals_numba_floor(fired):
     assert np.allclose(layer.threshold.detach().numpy(), th) and th.min() >= 0.2
 
 
-def test_adam_minibatches_state_roundtrip_and_chunk_split():
+@pytest.mark.parametrize("threshold_optimizer", ["same", "sgd"])
+def test_adam_minibatches_state_roundtrip_and_chunk_split(threshold_optimizer):
     net = _net()
-    cfg = _cfg(name="adam", lr=0.003, lr_th_ratio=1.0, batch_size=3)
+    cfg = _cfg(name="adam", lr=0.003, lr_th_ratio=1.0, batch_size=3, threshold_optimizer=threshold_optimizer)
     tr = DenseTrainer(net, cfg, dt_ms=1.0)
-    w0 = net.weights[0].copy()
+    w0, th0 = net.weights[0].copy(), [t.copy() for t in net.thresholds]
     st = tr.step_chunk(_batch(B=7), np.arange(7) % 10, 0.003, 1e-4)  # minibatches 3 + 3 + 1
     assert st.samples == 7 and not np.array_equal(net.weights[0], w0)  # written back into the Network
+    assert all(not np.array_equal(a, b) for a, b in zip(net.thresholds, th0))
     tensors, meta = tr.state_tensors()
     assert meta["0.step"] == 3.0 and tensors["optim.0.exp_avg"].shape == net.weights[0].shape
+    # Adam keeps moments for the thresholds (param ids L..2L-1) only when it steps them.
+    assert (f"optim.{net.n_layers}.exp_avg" in tensors) == (threshold_optimizer == "same")
     # A new trainer on the same network with the saved state continues identically.
     net2 = net.copy()
     tr2 = DenseTrainer(net2, cfg, dt_ms=1.0)

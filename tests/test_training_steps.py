@@ -285,12 +285,14 @@ def test_homeostasis_stays_zero_sum_at_the_smallest_rho_of_the_schedule(name, ba
         assert abs(float(net.thresholds[l].sum()) - sums[l]) < 1e-6 * rise, l
 
 
-@pytest.mark.parametrize("weight_reg", ["coupled", "decoupled"])
+@pytest.mark.parametrize("weight_reg,threshold_optimizer", [("coupled", "same"), ("decoupled", "same"),
+                                                             ("decoupled", "sgd")])
 @pytest.mark.parametrize("floor", [0.3, 0.97])  # 0.97: homeostasis hits the floor -> weight compensation
-def test_fused_adam_equals_torch_adam_batch1(floor, weight_reg):
+def test_fused_adam_equals_torch_adam_batch1(floor, weight_reg, threshold_optimizer):
     # Two chunks (Adam's step count and moments must carry over), regularizer and homeostasis on:
     # unlike SGD, both paths take the same eq. 13 step (inside Adam's gradient, or after Adam's step).
-    kw = dict(name="adam", lr_th_ratio=1.0, lam=0.5, weight_reg=weight_reg)
+    # threshold_optimizer "sgd": torch Adam on the weights + torch SGD on the thresholds, fused alike.
+    kw = dict(name="adam", lr_th_ratio=1.0, lam=0.5, weight_reg=weight_reg, threshold_optimizer=threshold_optimizer)
     rho, lr = 2e-3, 3e-3
     net_a, net_b = _net(floor=floor), _net(floor=floor)
     tr_a = EventTrainer(net_a, _cfg(**kw))
@@ -316,8 +318,31 @@ def test_fused_adam_equals_torch_adam_batch1(floor, weight_reg):
     tb, mb = tr_b.state_tensors()
     assert sorted(ta) == sorted(tb) and ma == mb  # same checkpoint format, same step counts (6)
     assert set(ma.values()) == {6.0}
+    # Adam's moments for every weight matrix, and for the thresholds only when Adam steps them.
+    assert len(ta) == 2 * net_a.n_layers * (1 if threshold_optimizer == "sgd" else 2)
     for k in ta:
         np.testing.assert_allclose(ta[k], tb[k], rtol=1e-3, atol=1e-9)
+
+
+@pytest.mark.parametrize("batch_size", [1, 2])
+def test_adam_with_sgd_thresholds_steps_thresholds_as_sgd(batch_size):
+    # On the first sample the deltas come from the same initial parameters, so thresholds stepped by
+    # SGD under Adam (optim.threshold_optimizer = "sgd") must equal plain SGD's, and differ from Adam's.
+    batch, labels = _batch(seed=3, n_samples=batch_size), np.array([2, 0])[:batch_size]
+    after = {}
+    for name, th_opt in (("sgd", "same"), ("adam", "sgd"), ("adam", "same")):
+        net = _net(floor=0.0)
+        tr = EventTrainer(net, _cfg(name=name, batch_size=batch_size, lr_th_ratio=[1.0, 5.0], lam=0.0,
+                                    threshold_optimizer=th_opt))
+        tr.step_chunk(batch, labels, 3e-3, 1e-3)
+        after[name, th_opt] = [t.copy() for t in net.thresholds]
+    init = _net(floor=0.0).thresholds
+    for l in range(len(init)):
+        moved = np.abs(after["sgd", "same"][l] - init[l]).max()
+        assert moved > 0, l
+        np.testing.assert_allclose(after["adam", "sgd"][l], after["sgd", "same"][l], rtol=1e-6, atol=1e-9 * moved)
+        # Adam's first step is lr_th sign(g) per threshold, far from SGD's lr_th g with |g| << 1.
+        assert np.abs(after["adam", "same"][l] - after["adam", "sgd"][l]).max() > 0.5 * 3e-3 * [1.0, 5.0][l], l
 
 
 def test_fused_adam_resumes_from_its_state_tensors():

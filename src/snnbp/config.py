@@ -97,6 +97,11 @@ class OptimConfig:
     # (same effect on the drive as the refused decrement D), "silent" the same for neurons that did not
     # fire in the sample only, "weight" by D (literal), "none" (docs/paper-readings.md 8).
     floor_compensation: str = "drive"
+    # How the thresholds step: "same" as the weights (the paper: Adam on both, eta_th = eta_w), or
+    # "sgd", plain gradient steps V_th -= eta_th g under optim.name = "adam" too. Per-sample Adam turns
+    # the output thresholds' one-signed gradient into a step of ~eta_th every sample whatever its size,
+    # so they climb without bound (docs/paper-readings.md 18-19). No effect under SGD.
+    threshold_optimizer: str = "same"
     adam_betas: list[float] = field(default_factory=lambda: [0.9, 0.999])
     adam_eps: float = 1e-8
 
@@ -249,6 +254,8 @@ def validate(cfg: Config) -> None:
                           f"got {cfg.optim.floor_compensation!r}")
     if cfg.optim.weight_reg not in ("coupled", "decoupled"):
         raise ConfigError(f"optim.weight_reg must be 'coupled' or 'decoupled', got {cfg.optim.weight_reg!r}")
+    if cfg.optim.threshold_optimizer not in ("same", "sgd"):
+        raise ConfigError(f"optim.threshold_optimizer must be 'same' or 'sgd', got {cfg.optim.threshold_optimizer!r}")
     if cfg.optim.shared_grad not in ("sum", "mean"):
         raise ConfigError(f"optim.shared_grad must be 'sum' or 'mean', got {cfg.optim.shared_grad!r}")
     if cfg.optim.name not in ("sgd", "adam"):

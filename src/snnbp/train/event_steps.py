@@ -279,9 +279,10 @@ def adam_per_sample(net, events, labels, neuron, hyper, scratch, moments, step, 
     gradient buffer and its zeroing, the Python per sample, and the second norm sweep.
 
     net, events, labels, neuron, scratch, stats, spikes, unit_spikes: as ``sgd_per_sample``.
-    hyper   = (rho, lr_w, lr_th, lam, beta, normalize, floor_mode, b1, b2, eps, decoupled): lr_th (L,)
-              per layer; decoupled applies eq. 13 as W_i / (1 + lr_w c_i) after the Adam step instead
-              of inside its gradient
+    hyper   = (rho, lr_w, lr_th, lam, beta, normalize, floor_mode, b1, b2, eps, decoupled, th_sgd):
+              lr_th (L,) per layer; decoupled applies eq. 13 as W_i / (1 + lr_w c_i) after the Adam step
+              instead of inside its gradient; th_sgd steps the thresholds by plain SGD,
+              V_th -= lr_th g (optim.threshold_optimizer = "sgd"; m_th, v_th are then left untouched)
     moments = (m_w, v_w, m_th, v_th): tuples per layer, shapes of the weights / thresholds (torch
               Adam's exp_avg / exp_avg_sq, shared with the checkpointed optimizer state)
     step    (1,) int64: Adam steps taken so far (torch's "step"), advanced per sample.
@@ -289,7 +290,7 @@ def adam_per_sample(net, events, labels, neuron, hyper, scratch, moments, step, 
     weights, thresholds, kappas, floors, reg_layers = net
     offsets = events[2]
     gamma, sigma = neuron[3], neuron[4]
-    rho, lr_w, lr_th, lam, beta, normalize, floor_mode, b1, b2, eps, decoupled = hyper
+    rho, lr_w, lr_th, lam, beta, normalize, floor_mode, b1, b2, eps, decoupled, th_sgd = hyper
     x_s, a_s, count_s, dth_s, unmet_s, delta_s = scratch[:6]
     m_w, v_w, m_th, v_th = moments
     L = len(weights)
@@ -322,9 +323,14 @@ def adam_per_sample(net, events, labels, neuron, hyper, scratch, moments, step, 
             sq[l][:] = 0.0
             _adam_weight_sweep(W, m_w[l], v_w[l], x, cw, delta_s[l][0], c, shrink, b1, b2, lr_w / bc1, bc2_sqrt,
                                eps, sq[l])
-            g_th = np.zeros(N, np.float64)
-            add_threshold_gradient(g_th, a_s[l][0], delta_s[l][0], kappas[l], gamma, sigma, cth, 1.0)
-            _adam_threshold_step(thresholds[l], m_th[l], v_th[l], g_th, b1, b2, lr_th[l] / bc1, bc2_sqrt, eps)
+            if th_sgd:
+                add_threshold_gradient(thresholds[l], a_s[l][0], delta_s[l][0], kappas[l], gamma, sigma, cth,
+                                       -lr_th[l])
+            else:
+                g_th = np.zeros(N, np.float64)
+                add_threshold_gradient(g_th, a_s[l][0], delta_s[l][0], kappas[l], gamma, sigma, cth, 1.0)
+                _adam_threshold_step(thresholds[l], m_th[l], v_th[l], g_th, b1, b2, lr_th[l] / bc1, bc2_sqrt,
+                                     eps)
         for l in range(L):
             th = thresholds[l]
             th += dth_s[l][0]

@@ -118,14 +118,18 @@ class EventTrainer:
         a checkpoint replaces the tensors.
         """
         opt = self.optimizer
-        params = self._w_t + self._th_t
+        # Thresholds stepped by SGD (optim.threshold_optimizer) keep no moments: the kernel gets unused zeros.
+        th_sgd = self.cfg.threshold_optimizer == "sgd"
+        params = self._w_t if th_sgd else self._w_t + self._th_t
         for p in params:
             if p not in opt.state or "exp_avg" not in opt.state[p]:
                 opt.state[p] = {"step": torch.tensor(0.0), "exp_avg": torch.zeros_like(p),
                                 "exp_avg_sq": torch.zeros_like(p)}
-        views = [[opt.state[p][k].numpy() for p in group] for group in (self._w_t, self._th_t)
-                 for k in ("exp_avg", "exp_avg_sq")]
-        m_w, v_w, m_th, v_th = (tuple(v) for v in views)
+        m_w, v_w = (tuple(opt.state[p][k].numpy() for p in self._w_t) for k in ("exp_avg", "exp_avg_sq"))
+        if th_sgd:
+            m_th = v_th = tuple(np.zeros_like(t) for t in self.net.thresholds)
+        else:
+            m_th, v_th = (tuple(opt.state[p][k].numpy() for p in self._th_t) for k in ("exp_avg", "exp_avg_sq"))
         steps = {float(opt.state[p]["step"]) for p in params}
         if len(steps) != 1:
             raise RuntimeError(f"Adam state has unequal step counts {sorted(steps)}; per-sample Adam needs one")
@@ -145,10 +149,11 @@ class EventTrainer:
             np.asarray(labels, np.int64),
             (p.tau_us, p.t_ref_us, p.w_d0, p.gamma, p.sigma),
             (float(rho), float(lr), lr_th, float(c.lam), float(c.beta), bool(c.normalize),
-             FLOOR_MODES[c.floor_compensation], b1, b2, float(c.adam_eps), c.weight_reg == "decoupled"),
+             FLOOR_MODES[c.floor_compensation], b1, b2, float(c.adam_eps), c.weight_reg == "decoupled",
+             c.threshold_optimizer == "sgd"),
             self._sgd_scratch(), moments, step, stats, spikes, unit_spikes,
         )
-        for q in self._w_t + self._th_t:
+        for q in self._w_t if c.threshold_optimizer == "sgd" else self._w_t + self._th_t:
             self.optimizer.state[q]["step"] = torch.tensor(float(step[0]))
         return ChunkStats(len(batch), stats[0], stats[1], int(stats[2]), int(stats[3]), spikes, int(stats[4]),
                           list(unit_spikes))

@@ -119,18 +119,55 @@ def threshold_rate_ratios(cfg: OptimConfig, n_layers: int, warmup: bool = False)
     return np.full(n_layers, out[0]) if out.size == 1 else out
 
 
+class AdamWithSgdThresholds:
+    """Adam on the weights, plain SGD on the thresholds (optim.threshold_optimizer = "sgd" under Adam).
+
+    Quacks like the torch optimizer the trainers expect: ``param_groups`` lists the weights' group, then
+    one group per layer's thresholds (the same dicts as the two inner optimizers', so
+    ``set_learning_rates`` works unchanged); ``state`` and the checkpointed ``state_dict`` are Adam's
+    (momentum-free SGD has none), with the weights at param ids 0..L-1 as in the single-optimizer form.
+    """
+
+    def __init__(self, adam: torch.optim.Adam, sgd: torch.optim.SGD):
+        self.adam, self.sgd = adam, sgd
+        self.param_groups = adam.param_groups + sgd.param_groups
+
+    @property
+    def state(self):
+        return self.adam.state
+
+    def step(self) -> None:
+        self.adam.step()
+        self.sgd.step()
+
+    def zero_grad(self, set_to_none: bool = True) -> None:
+        self.adam.zero_grad(set_to_none=set_to_none)
+        self.sgd.zero_grad(set_to_none=set_to_none)
+
+    def state_dict(self) -> dict:
+        return self.adam.state_dict()
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        self.adam.load_state_dict(state_dict)
+
+
 def make_optimizer(weights: list[torch.Tensor], thresholds: list[torch.Tensor], cfg: OptimConfig,
-                   fused_adam: bool = False) -> torch.optim.Optimizer:
+                   fused_adam: bool = False) -> torch.optim.Optimizer | AdamWithSgdThresholds:
     """torch.optim SGD or Adam: one param group of weights at cfg.lr, then one per layer's thresholds at
-    cfg.lr * ratio_l (threshold_rate_ratios; the warm-up's ratios are set per chunk, set_learning_rates)."""
+    cfg.lr * ratio_l (threshold_rate_ratios; the warm-up's ratios are set per chunk, set_learning_rates).
+    Under Adam with optim.threshold_optimizer = "sgd" the threshold groups go to a torch SGD instead."""
     ratios = threshold_rate_ratios(cfg, len(thresholds))
-    groups = [{"params": weights, "lr": cfg.lr}] + [{"params": [th], "lr": cfg.lr * float(r)}
-                                                    for th, r in zip(thresholds, ratios)]
+    weight_group = [{"params": weights, "lr": cfg.lr}]
+    threshold_groups = [{"params": [th], "lr": cfg.lr * float(r)} for th, r in zip(thresholds, ratios)]
     if cfg.name == "sgd":
-        return torch.optim.SGD(groups, lr=cfg.lr)
+        return torch.optim.SGD(weight_group + threshold_groups, lr=cfg.lr)
     if cfg.name == "adam":
         extra = {"foreach": False, "fused": True} if fused_adam else {}
-        return torch.optim.Adam(groups, lr=cfg.lr, betas=tuple(cfg.adam_betas), eps=cfg.adam_eps, **extra)
+        adam_groups = weight_group if cfg.threshold_optimizer == "sgd" else weight_group + threshold_groups
+        adam = torch.optim.Adam(adam_groups, lr=cfg.lr, betas=tuple(cfg.adam_betas), eps=cfg.adam_eps, **extra)
+        if cfg.threshold_optimizer == "sgd":
+            return AdamWithSgdThresholds(adam, torch.optim.SGD(threshold_groups, lr=cfg.lr))
+        return adam
     raise ConfigError(f"optim.name must be 'sgd' or 'adam', got '{cfg.name}'")
 
 
