@@ -329,12 +329,13 @@ def test_adam_with_sgd_thresholds_steps_thresholds_as_sgd(batch_size):
     # On the first sample the deltas come from the same initial parameters, so thresholds stepped by
     # SGD under Adam (optim.threshold_optimizer = "sgd") must equal plain SGD's, and differ from Adam's.
     batch, labels = _batch(seed=3, n_samples=batch_size), np.array([2, 0])[:batch_size]
+    ratios, lr = [1.0, 5.0], 3e-3
     after = {}
     for name, th_opt in (("sgd", "same"), ("adam", "sgd"), ("adam", "same")):
         net = _net(floor=0.0)
-        tr = EventTrainer(net, _cfg(name=name, batch_size=batch_size, lr_th_ratio=[1.0, 5.0], lam=0.0,
+        tr = EventTrainer(net, _cfg(name=name, batch_size=batch_size, lr_th_ratio=ratios, lam=0.0,
                                     threshold_optimizer=th_opt))
-        tr.step_chunk(batch, labels, 3e-3, 1e-3)
+        tr.step_chunk(batch, labels, lr, 1e-3)
         after[name, th_opt] = [t.copy() for t in net.thresholds]
     init = _net(floor=0.0).thresholds
     for l in range(len(init)):
@@ -342,7 +343,7 @@ def test_adam_with_sgd_thresholds_steps_thresholds_as_sgd(batch_size):
         assert moved > 0, l
         np.testing.assert_allclose(after["adam", "sgd"][l], after["sgd", "same"][l], rtol=1e-6, atol=1e-9 * moved)
         # Adam's first step is lr_th sign(g) per threshold, far from SGD's lr_th g with |g| << 1.
-        assert np.abs(after["adam", "same"][l] - after["adam", "sgd"][l]).max() > 0.5 * 3e-3 * [1.0, 5.0][l], l
+        assert np.abs(after["adam", "same"][l] - after["adam", "sgd"][l]).max() > 0.5 * lr * ratios[l], l
 
 
 def test_fused_adam_resumes_from_its_state_tensors():

@@ -43,6 +43,8 @@ class EventTrainer:
         self.fused_adam = optim.name == "adam" and optim.batch_size == 1
         self._w_t = [torch.from_numpy(w) for w in net.weights]
         self._th_t = [torch.from_numpy(t) for t in net.thresholds]
+        # What Adam steps and keeps moments for: thresholds stepped by SGD (optim.threshold_optimizer) have none.
+        self._adam_params = self._w_t if optim.threshold_optimizer == "sgd" else self._w_t + self._th_t
         self.optimizer = None
         if not self.fused:
             self.optimizer = make_optimizer(self._w_t, self._th_t, optim, fused_adam=True)
@@ -118,15 +120,13 @@ class EventTrainer:
         a checkpoint replaces the tensors.
         """
         opt = self.optimizer
-        # Thresholds stepped by SGD (optim.threshold_optimizer) keep no moments: the kernel gets unused zeros.
-        th_sgd = self.cfg.threshold_optimizer == "sgd"
-        params = self._w_t if th_sgd else self._w_t + self._th_t
+        params = self._adam_params
         for p in params:
             if p not in opt.state or "exp_avg" not in opt.state[p]:
                 opt.state[p] = {"step": torch.tensor(0.0), "exp_avg": torch.zeros_like(p),
                                 "exp_avg_sq": torch.zeros_like(p)}
         m_w, v_w = (tuple(opt.state[p][k].numpy() for p in self._w_t) for k in ("exp_avg", "exp_avg_sq"))
-        if th_sgd:
+        if self.cfg.threshold_optimizer == "sgd":  # no moments: the kernel gets unused zeros
             m_th = v_th = tuple(np.zeros_like(t) for t in self.net.thresholds)
         else:
             m_th, v_th = (tuple(opt.state[p][k].numpy() for p in self._th_t) for k in ("exp_avg", "exp_avg_sq"))
@@ -153,7 +153,7 @@ class EventTrainer:
              c.threshold_optimizer == "sgd"),
             self._sgd_scratch(), moments, step, stats, spikes, unit_spikes,
         )
-        for q in self._w_t if c.threshold_optimizer == "sgd" else self._w_t + self._th_t:
+        for q in self._adam_params:
             self.optimizer.state[q]["step"] = torch.tensor(float(step[0]))
         return ChunkStats(len(batch), stats[0], stats[1], int(stats[2]), int(stats[3]), spikes, int(stats[4]),
                           list(unit_spikes))

@@ -163,11 +163,13 @@ def make_optimizer(weights: list[torch.Tensor], thresholds: list[torch.Tensor], 
         return torch.optim.SGD(weight_group + threshold_groups, lr=cfg.lr)
     if cfg.name == "adam":
         extra = {"foreach": False, "fused": True} if fused_adam else {}
-        adam_groups = weight_group if cfg.threshold_optimizer == "sgd" else weight_group + threshold_groups
-        adam = torch.optim.Adam(adam_groups, lr=cfg.lr, betas=tuple(cfg.adam_betas), eps=cfg.adam_eps, **extra)
+
+        def adam(groups: list[dict]) -> torch.optim.Adam:
+            return torch.optim.Adam(groups, lr=cfg.lr, betas=tuple(cfg.adam_betas), eps=cfg.adam_eps, **extra)
+
         if cfg.threshold_optimizer == "sgd":
-            return AdamWithSgdThresholds(adam, torch.optim.SGD(threshold_groups, lr=cfg.lr))
-        return adam
+            return AdamWithSgdThresholds(adam(weight_group), torch.optim.SGD(threshold_groups, lr=cfg.lr))
+        return adam(weight_group + threshold_groups)
     raise ConfigError(f"optim.name must be 'sgd' or 'adam', got '{cfg.name}'")
 
 
