@@ -116,6 +116,9 @@ class TrainConfig:
     eval_every: int = 1  # evaluate on the test set every n epochs (and always at the end)
     eval_last: int = 20  # ...and after each of the last n epochs (for the [min, mean, max] statistic)
     chunk: int = 2000  # samples per compiled call (progress granularity)
+    # Without a terminal (nohup, CI) the progress bar is off; a progress line is logged instead at most
+    # every this many seconds of wall time, after a chunk (0 = never).
+    log_every_s: float = 60.0
     seed: int = 0
     max_rate_hz: float = 2000.0  # stop if the mean hidden firing rate exceeds this (runaway activity)
     background_eval: str = "auto"  # on | off | auto: test in a worker process while training goes on (auto: per-sample event-engine training on >= 2 cores)
@@ -297,7 +300,8 @@ _RANGES: dict[str, tuple[float, bool, float, bool]] = {
     "optim.decay_per_epoch": (0.0, False, 1.0, True),
     "optim.adam_betas": (0.0, True, 1.0, False), "optim.adam_eps": _POSITIVE,
     "train.epochs": (1, True, math.inf, False), "train.warmup_ms": _NON_NEGATIVE,
-    "train.max_minutes": _NON_NEGATIVE, "train.eval_every": (1, True, math.inf, False),
+    "train.max_minutes": _NON_NEGATIVE, "train.log_every_s": _NON_NEGATIVE,
+    "train.eval_every": (1, True, math.inf, False),
     "train.eval_last": _NON_NEGATIVE, "train.chunk": (1, True, math.inf, False),
     "train.max_rate_hz": _POSITIVE, "train.dt_ms": _POSITIVE, "train.surrogate_slope": _POSITIVE,
 }

@@ -33,6 +33,7 @@ from snnbp.train.background_eval import snapshot
 from snnbp.train.build import build_network, make_background_evaluator, make_evaluator, make_trainer, run_context
 from snnbp.train.metrics_lines import MetricsLines
 from snnbp.train.prefetch import prefetched
+from snnbp.train.progress_lines import ProgressLines
 from snnbp.train.protocol import ChunkStats
 from snnbp.train.run_dir import (Progress, check_fresh_out_dir, check_resumable, drop_unfinished_rows, git_commit,
                                  remove_stale_tmp, summarize)
@@ -152,6 +153,8 @@ def _epochs(cfg, out_dir, resume, progress_bar, log, commit, dist, evaluate, sou
         bar = tqdm(total=n_train, initial=prog.next_sample, desc=f"epoch {epoch + 1}/{tc.epochs}",
                    disable=not (progress_bar and sys.stderr.isatty()), unit="sample", leave=False)
         t_epoch = time.perf_counter()
+        progress_lines = ProgressLines(f"epoch {epoch + 1}/{tc.epochs}", n_train, log,
+                                        tc.log_every_s if (progress_bar and bar.disable) else 0.0)
         # Chunks start at multiples of train.chunk (resume exactness); the next is drawn while this one trains.
         chunks = prefetched(range(prog.next_sample, n_train, tc.chunk),
                             lambda lo: source.train_batch(order[lo: lo + tc.chunk], epoch, pres_ms or None))
@@ -171,6 +174,7 @@ def _epochs(cfg, out_dir, resume, progress_bar, log, commit, dist, evaluate, sou
                 prog.next_sample += len(idx)
                 prog.samples_seen += len(idx)
                 bar.update(len(idx))
+                progress_lines.after_chunk(prog.next_sample, len(idx), total)
                 if background is not None:
                     background.poll()  # keep the worker busy with the next queued test
                 if tc.max_minutes > 0 and dist.any(prog.train_wall_s > tc.max_minutes * 60):
