@@ -115,8 +115,9 @@ def _layered_arrays(net: Network) -> tuple:
         if tab.kind == "conv":
             kinds.append(CONV)
             w2d.append(np.zeros((1, 1), np.float32))
-            # (C, C_in, K, K) -> (K, K, C_in, C): the C weights of one kernel offset contiguous (layered._conv_event)
-            wflat.append(np.ascontiguousarray(w.transpose(2, 3, 1, 0)).reshape(-1) * scale)
+            # (C, C_in, K, K) -> (K, C_in, K reversed, C): one kernel row's weights for neighbouring locations
+            # contiguous (layered._conv_event)
+            wflat.append(np.ascontiguousarray(w[:, :, :, ::-1].transpose(2, 1, 3, 0)).reshape(-1) * scale)
         else:
             kinds.append(FC)
             w2d.append(np.ascontiguousarray(w * scale) if scale != 1 else w)

@@ -44,18 +44,23 @@ RENORM_LOG = 14.0  # a conv layer's frame moves when G = exp((t - t_f) / tau_mp)
 
 
 @numba.njit(cache=True, fastmath={"reassoc"})
-def _integrate_location(U, base, Wt, wbase, wdyn, thG, G32, C):
-    """Steps 1, 2 and 5 for the C maps at one location: U[base + c] += Wt[wbase + c] G wdyn, clipped at
-    -V_th,c G; returns how many are now at or above V_th,c G. Contiguous in c (channels-last state and
-    (K, K, C_in, C) weights), so it vectorizes as kernels._integrate does (same "reassoc" count)."""
+def _integrate_row(U, ubase, Wr, wbase, wdyn, thT, G32, n):
+    """Steps 1, 2 and 5 for one kernel row of an event: the n = n_v C neurons of n_v neighbouring
+    locations (all C maps of each), U[ubase + k] += Wr[wbase + k] G wdyn, clipped at -V_th G; returns
+    how many are now at or above V_th G. thT is the per-map threshold tiled K times (thT[k] = V_th,c G,
+    c = k mod C). The three arrays are read as slices of one contiguous run each, so the loop has no
+    index arithmetic left (numba cannot prove ``base + c`` non-negative and would not vectorize it)."""
+    u = U[ubase:ubase + n]
+    w = Wr[wbase:wbase + n]
+    d = wdyn[ubase:ubase + n]
+    th = thT[:n]
     acc = np.float32(0.0)
-    for c in range(C):
-        j = base + c
-        v = U[j] + Wt[wbase + c] * (G32 * wdyn[j])
-        low = -thG[c]
+    for k in range(n):
+        v = u[k] + w[k] * (G32 * d[k])
+        low = -th[k]
         v = v if v > low else low
-        U[j] = v
-        acc += np.float32(1.0) if v >= thG[c] else np.float32(0.0)
+        u[k] = v
+        acc += np.float32(1.0) if v >= th[k] else np.float32(0.0)
     return int(acc)
 
 
@@ -68,8 +73,10 @@ def _conv_event(Wt, geom, p, t, U, state, last_spike, wdyn, ones, refr, in_refr,
     geom (6,) int64 = (C_in, H, W, K, H', W'); pooled source p = (c' H + y) W + x reaches, for every
     kernel offset (u, v) with y' = y - u, x' = x - v inside the output map, the C maps at (y', x')
     through W[c, c', u, v]: a border pixel reaches fewer locations (the exact operation count).
-    Wt: the weights as (K, K, C_in, C), flat, already / K_pool^2, so the C weights of one offset are
-    contiguous. The layer's state is kept channels-last, j = (y' W' + x') C + c, so one location's C
+    Wt: the weights as (K, C_in, K, C) with the second kernel axis reversed, Wt[u, c', K-1-v, c] =
+    W[c, c', u, v], flat, already / K_pool^2: the weights of one kernel row u for the n_v neighbouring
+    locations an event reaches are one contiguous run, matching their channels-last states
+    (_integrate_row). The layer's state is kept channels-last, j = (y' W' + x') C + c, so one location's C
     maps (one WTA group) are contiguous too; spikes leave in the network's order, neuron
     i = (c H' + y') W' + x', ascending.
 
@@ -82,7 +89,7 @@ def _conv_event(Wt, geom, p, t, U, state, last_spike, wdyn, ones, refr, in_refr,
     Refractory weights: wdyn (N,) float32 (1 outside T_ref), refreshed per event for the neurons in
     refr[:state[1]] (the recently fired; in_refr marks them), as kernels._layer_event does (ones: its
     column scales, all 1 here). U, last_spike, wdyn, count, a_val, a_t, fired, in_refr (N,): per neuron,
-    channels-last; th (C,) float32, th64 (C,) float64 per map; thG (C,) and map_buf scratch. Spiking
+    channels-last; th (C,) float32, th64 (C,) float64 per map; thG (K C,) and map_buf scratch. Spiking
     neurons are appended to out_buf (network order) from n_out (grown when full).
     """
     C_in, H, W, K, Ho, Wo = geom[0], geom[1], geom[2], geom[3], geom[4], geom[5]
@@ -102,26 +109,32 @@ def _conv_event(Wt, geom, p, t, U, state, last_spike, wdyn, ones, refr, in_refr,
         n_refr = refresh_refractory(t, last_spike, wdyn, ones, refr, in_refr, n_refr, tref_us, wd0)
     for c in range(C):
         thG[c] = np.float32(th[c] * G)
+    for k in range(1, K):  # tiled: thG[k C + c] = V_th,c G (_integrate_row)
+        for c in range(C):
+            thG[k * C + c] = thG[c]
     ci = p // (H * W)
     y = (p // W) % H
     x = p % W
     u_lo, u_hi = max(0, y - Ho + 1), min(K - 1, y)
     v_lo, v_hi = max(0, x - Wo + 1), min(K - 1, x)
-    n_loc = (u_hi - u_lo + 1) * (v_hi - v_lo + 1)
+    n_v = v_hi - v_lo + 1
+    n_loc = (u_hi - u_lo + 1) * n_v
     if n_out + n_loc * C > out_buf.shape[0]:
         grown = np.empty(max(2 * out_buf.shape[0], n_out + n_loc * C), dtype=out_buf.dtype)
         grown[:n_out] = out_buf[:n_out]
         out_buf = grown
     first = n_out
+    n_row = n_v * C
     for u in range(u_lo, u_hi + 1):
-        for v in range(v_lo, v_hi + 1):
-            q = (y - u) * Wo + (x - v)
-            base = q * C
-            if _integrate_location(U, base, Wt, ((u * K + v) * C_in + ci) * C, wdyn, thG, G32, C) > 0:
-                for c in range(C):
-                    if U[base + c] >= thG[c]:
-                        out_buf[n_out] = c * HW + q  # network order
-                        n_out += 1
+        # Kernel row u: offsets v = v_hi .. v_lo reach locations q0 .. q0 + n_v - 1 (ascending), whose
+        # channels-last states are one run, as are their weights in the (K, C_in, K reversed, C) layout.
+        q0 = (y - u) * Wo + (x - v_hi)
+        ubase = q0 * C
+        if _integrate_row(U, ubase, Wt, ((u * C_in + ci) * K + (K - 1 - v_hi)) * C, wdyn, thG, G32, n_row) > 0:
+            for k in range(n_row):
+                if U[ubase + k] >= thG[k]:
+                    out_buf[n_out] = (k % C) * HW + q0 + k // C  # network order
+                    n_out += 1
     n_s = n_out - first
     if n_s == 0:
         state[1] = n_refr
@@ -192,7 +205,7 @@ def simulate_layered_sample(kinds, w2d, wflat, geoms, pool_maps, n_locs, thresho
     operation per neuron reached).
 
     Per layer l (tuples indexed by l): kinds[l] FC or CONV; w2d[l] (M_l, N_l) float32 fc weights (pooled
-    rows already / K^2; a (1, 1) dummy for conv); wflat[l] conv weights as (K, K, C_in, C), flat, / K^2;
+    rows already / K^2; a (1, 1) dummy for conv); wflat[l] conv weights as (K, C_in, K reversed, C), flat, / K^2;
     geoms[l] (C_in, H, W, K, H', W') of a conv layer (``_conv_event``); pool_maps[l]: source -> pooled
     source; n_locs[l]: HW (fc 1);
     thresholds[l] (C_l,) float64 per map (fc: per neuron). Outputs as simulate_sample (kernels.py), with
@@ -211,7 +224,7 @@ def simulate_layered_sample(kinds, w2d, wflat, geoms, pool_maps, n_locs, thresho
     unmet = [np.zeros(thresholds[l].shape[0], np.float64) for l in range(L)]
     fired = [np.zeros(sizes[l], np.bool_) for l in range(L)]
     map_buf = [np.zeros(sizes[l], np.int32) for l in range(L)]
-    thG = [np.zeros(thresholds[l].shape[0], np.float32) for l in range(L)]
+    thG = [np.zeros(thresholds[l].shape[0] * (geoms[l][3] if kinds[l] == CONV else 1), np.float32) for l in range(L)]
     bufs = [np.empty(max(16, sizes[l]), np.int32) for l in range(L)]
     # fully connected layers' extra state (kernels._layer_event)
     state = [np.zeros(2, np.float64) for l in range(L)]
