@@ -14,7 +14,7 @@ from snnbp.dense.lee2016_function import Lee2016Rule
 from snnbp.dense.model import DenseSNN
 from snnbp.train.dense_trainer import DenseEngine, DenseTrainer, enforce_floor_
 from snnbp.errors import ConfigError
-from snnbp.gradient.lee2016 import FLOOR_MODES, enforce_floor, floor_raise_per_unit
+from snnbp.gradient.lee2016 import FLOOR_MODES, commit_batch_homeostasis, enforce_floor, floor_raise_per_unit
 from snnbp.model import Network
 from snnbp.neuron import NeuronParams
 from snnbp.config import OptimConfig, load_config
@@ -66,13 +66,17 @@ def test_sgd_step_equals_numba_rule_plus_sgd_plus_commit(floor_alpha):
                     res.x_in, tuple(res.traces), tuple(res.counts), labels, 1.0, 0.5, 0.01, 10.0, True,
                     tuple(gw), tuple(gth), tuple(np.zeros((4, n)) for n in ref.sizes), stats)
     for l in range(2):
+        start = ref.thresholds[l].astype(np.float64)
         ref.weights[l] -= lr * gw[l]
         ref.thresholds[l] -= lr * 0.1 * gth[l]
-        ref.thresholds[l] += res.dth[l].sum(0)  # homeostasis at per-sample strength: summed over the batch
+        # homeostasis at per-sample strength: summed over the batch, zero-sum at the floor
+        unmet = res.unmet[l].sum(0).astype(np.float64)
+        th64 = ref.thresholds[l].astype(np.float64)
+        commit_batch_homeostasis(th64, res.dth[l].sum(0).astype(np.float64), float(ref.floors[l]), unmet, start)
+        ref.thresholds[l][:] = th64
         x = res.x_in if l == 0 else res.traces[l - 1]
         per_unit = floor_raise_per_unit(FLOOR_MODES["drive"], float(x.sum(1).mean()))
-        enforce_floor(ref.weights[l], ref.thresholds[l], ref.floors[l], res.unmet[l].sum(0).astype(np.float64),
-                      per_unit)
+        enforce_floor(ref.weights[l], ref.thresholds[l], ref.floors[l], unmet, per_unit)
         assert np.abs(net.weights[l] - ref.weights[l]).max() < 1e-5
         assert np.abs(net.thresholds[l] - ref.thresholds[l]).max() < 1e-5
     assert st.samples == 4 and st.loss == pytest.approx(stats[0], rel=1e-5) and st.correct == stats[2]

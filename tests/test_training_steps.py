@@ -479,3 +479,46 @@ def test_threshold_rate_ratios_broadcast_one_value_and_fall_back_outside_the_war
     np.testing.assert_array_equal(threshold_rate_ratios(cfg, 3, warmup=True), [10.0, 10.0, 10.0])
     no_warmup_value = _cfg(lr_th_ratio=[1.0, 10.0])
     np.testing.assert_array_equal(threshold_rate_ratios(no_warmup_value, 2, warmup=True), [1.0, 10.0])
+
+
+def test_batch_homeostasis_commit_is_zero_sum_at_the_floor():
+    from snnbp.gradient.lee2016 import commit_batch_homeostasis
+
+    floor = 0.5
+    th = np.array([0.51, 0.9, 1.2, 0.7])
+    dth = np.array([-0.05, 0.03, 0.03, -0.01])  # summed over a batch: zero-sum, but 0.04 too much for unit 0
+    unmet = np.zeros(4)
+    left = commit_batch_homeostasis(th, dth, floor, unmet, th.copy())
+    assert left == 0.0
+    np.testing.assert_allclose(th.sum(), 0.51 + 0.9 + 1.2 + 0.7)
+    assert th[0] == floor and np.all(th >= floor)
+    np.testing.assert_allclose(unmet, [0.04, 0.0, 0.0, 0.0])
+    # A threshold the gradient step put below the floor (no homeostatic decrement) is not touched here.
+    th2, un2 = np.array([0.4, 1.0]), np.zeros(2)
+    commit_batch_homeostasis(th2, np.array([0.0, 0.0]), floor, un2, th2.copy())
+    np.testing.assert_array_equal(th2, [0.4, 1.0])
+
+
+@pytest.mark.parametrize("trainer", ["event", "dense"])
+def test_minibatch_homeostasis_conserves_threshold_sum_with_units_near_the_floor(trainer):
+    # Every sample of a batch starts from the same thresholds, so the batch's summed decrements of a
+    # unit near the floor can exceed its distance to it; clamping that sum while the spikers' rises
+    # count in full ratcheted the thresholds upward. With lr = 0 only homeostasis acts: the layer's
+    # sum must be unchanged and no threshold below the floor.
+    from snnbp.train.dense_trainer import DenseTrainer
+
+    batch, labels, rho = _batch(n_samples=8, n_events=200), np.arange(8) % 3, 3e-3
+    net = _net(floor=0.0)
+    net.floors[0] = 0.9
+    net.thresholds[0][:] = [0.905, 1.0, 0.91, 1.1, 0.95, 0.902]
+    before = net.thresholds[0].astype(np.float64).sum()
+    if trainer == "event":
+        EventTrainer(net, _cfg(batch_size=8, lam=0.0, floor_compensation="none")).step_chunk(batch, labels, 0.0, rho)
+    else:
+        DenseTrainer(net, _cfg(batch_size=8, lam=0.0, floor_compensation="none"), forward="event").step_chunk(
+            batch, labels, 0.0, rho)
+    dth = run_events(_net(floor=0.0), batch, train=True, rho=rho).dth[0]
+    assert np.abs(dth).sum() > 0, "test needs homeostasis"
+    assert np.all(net.thresholds[0] >= 0.9 - 1e-6)
+    np.testing.assert_allclose(net.thresholds[0].astype(np.float64).sum(), before, atol=1e-5)
+    assert np.abs(net.thresholds[0] - np.array([0.905, 1.0, 0.91, 1.1, 0.95, 0.902])).max() > 1e-4

@@ -30,7 +30,7 @@ from snnbp.dense.distributed import DistContext, context_from_env
 from snnbp.dense.frames import DenseInput, check_dt, resolve_device
 from snnbp.dense.lee2016_function import Lee2016Rule
 from snnbp.dense.model import DenseSNN
-from snnbp.gradient.lee2016 import FLOOR_MODES, SILENT_ONLY, floor_raise_per_unit
+from snnbp.gradient.lee2016 import FLOOR_MODES, SILENT_ONLY, commit_batch_homeostasis, floor_raise_per_unit
 from snnbp.errors import ConfigError
 from snnbp.model import Network
 from snnbp.config import OptimConfig
@@ -167,6 +167,7 @@ class DenseTrainer:
         grads = [p.grad for p in self._w + self._th]
         self.dist.all_reduce_sum_(grads + dth + unmet + unit_spikes + [stats])
         shrink = model.decoupled_shrink(c.lam, c.beta, self.optimizer.param_groups[0]["lr"]) if decoupled else []
+        th_start = [t.detach().reshape(-1).to("cpu", torch.float64).numpy().copy() for t in self._th]  # simulated with
         self.optimizer.step()
         with torch.no_grad():
             for layer, s in shrink:  # eq. 13 as its own step after the optimizer's (optim.weight_reg)
@@ -174,13 +175,18 @@ class DenseTrainer:
         s = stats.cpu().numpy()
         mode = FLOOR_MODES[c.floor_compensation]
         for l, layer in enumerate(model.layers):
-            # Per-sample homeostasis at full strength: the batch's threshold changes are summed.
-            with torch.no_grad():
-                layer.threshold += dth[l]
-            # "silent": units (conv: maps) that fired in any sample of the batch, all ranks (unit_spikes is reduced)
             th = layer.threshold
+            with torch.no_grad():
+                # Per-sample homeostasis at full strength: the batch's threshold changes are summed, zero-sum
+                # at the floor (gradient.lee2016.commit_batch_homeostasis; a few values per layer, on the CPU).
+                th64, un = (t.detach().reshape(-1).to("cpu", torch.float64).numpy().copy() for t in (th, unmet[l]))
+                commit_batch_homeostasis(th64, dth[l].detach().reshape(-1).to("cpu", torch.float64).numpy().copy(),
+                                         float(layer.floor), un, th_start[l])
+                th.copy_(torch.from_numpy(th64).reshape(th.shape).to(th))
+                unmet_l = torch.from_numpy(un).reshape(th.shape).to(th)
+            # "silent": units (conv: maps) that fired in any sample of the batch, all ranks (unit_spikes is reduced)
             fired = (unit_spikes[l].reshape(th.numel(), -1).sum(-1).reshape(th.shape) > 0) if silent_only else None
-            enforce_floor_(layer, unmet[l], floor_raise_per_unit(mode, float(s[5 + l]) / n_global), fired)
+            enforce_floor_(layer, unmet_l, floor_raise_per_unit(mode, float(s[5 + l]) / n_global), fired)
         return ChunkStats(n_global, float(s[0]), float(s[1]), int(round(s[2])), int(round(s[3])),
                           np.round(s[5 + L:5 + 2 * L]).astype(np.int64), int(round(s[4])),
                           [u.flatten().cpu().numpy().round().astype(np.int64) for u in unit_spikes])

@@ -20,8 +20,8 @@ import torch
 
 from snnbp.data.events import EventBatch
 from snnbp.event_engine.engine import run_events
-from snnbp.gradient.lee2016 import (FLOOR_MODES, NO_MASK, SILENT_ONLY, enforce_floor, floor_raise_per_unit,
-                                   weight_regularization)
+from snnbp.gradient.lee2016 import (FLOOR_MODES, NO_MASK, SILENT_ONLY, commit_batch_homeostasis, enforce_floor,
+                                   floor_raise_per_unit, weight_regularization)
 from snnbp.model import Network
 from snnbp.config import OptimConfig
 from snnbp.train.event_steps import adam_per_sample, batch_gradients, sgd_per_sample
@@ -191,19 +191,22 @@ class EventTrainer:
             tuple(self._grad_w), tuple(self._grad_th), deltas, stats,
         )
         shrink = self._decoupled_shrink(stats, B) if decoupled else {}
+        th_start = [t.astype(np.float64) for t in net.thresholds]  # what the batch was simulated with
         self._optimizer_step()
         for l, s in shrink.items():
             net.weights[l] *= s  # eq. 13 as its own step after the optimizer's (optim.weight_reg)
         mode = FLOOR_MODES[c.floor_compensation]
         for l in range(net.n_layers):
-            # Per-sample homeostasis at full strength: the batch's threshold changes are summed.
-            net.thresholds[l] += res.dth[l].sum(axis=0)
             x = res.x_in if l == 0 else res.traces[l - 1]
             per_unit = floor_raise_per_unit(mode, float(x.sum(axis=1).mean()))
             unmet, fired = res.unmet[l].astype(np.float64), NO_MASK
             if mode == SILENT_ONLY:  # per sample: only neurons that did not fire in it (keep_silent_unmet)
                 unmet, fired = np.where(res.counts[l] > 0, 0.0, unmet), res.counts[l].sum(axis=0).astype(np.int32)
-            enforce_floor(net.weights[l], net.thresholds[l], net.floors[l], unmet.sum(axis=0), per_unit, fired)
+            unmet = unmet.sum(axis=0)
+            # Per-sample homeostasis at full strength: the batch's threshold changes are summed, zero-sum at the floor.
+            commit_batch_homeostasis(net.thresholds[l], res.dth[l].sum(axis=0).astype(np.float64), float(net.floors[l]),
+                                     unmet, th_start[l])
+            enforce_floor(net.weights[l], net.thresholds[l], net.floors[l], unmet, per_unit, fired)
         spikes = np.array([cnt.sum() for cnt in res.counts], np.int64)
         unit_spikes = [cnt.sum(axis=0).astype(np.int64) for cnt in res.counts]
         return ChunkStats(B, stats[0], stats[1], int(stats[2]), int(res.synops.sum()), spikes, int(stats[4]), unit_spikes)
