@@ -93,7 +93,7 @@ def test_a_row_trained_on_synthetic_nmnist_says_so_in_the_table(tmp_path, capsys
     (d / "metrics.jsonl").write_text(json.dumps({"epoch": 1, "epoch_wall_s": 10.0, "test_accuracy": 0.9}) + "\n")
     assert main(["reproduce", "--table", "--results", str(tmp_path / "results")]) == 0
     line = next(l for l in (tmp_path / "results" / "README.md").read_text().splitlines() if l.startswith("| [nmnist-800]"))
-    assert "| N-MNIST (synthetic) |" in line and "running: epoch 1/200, latest 90.00 %" in line
+    assert "| N-MNIST (synthetic) |" in line and "unfinished: epoch 1/200, latest 90.00 %" in line
 
 
 def test_table_gains_baseline_rows_and_operations_read_from_the_records(tmp_path, capsys):

@@ -194,7 +194,8 @@ def write_table(results: Path) -> Path:
         "Each row is trained by `snnbp reproduce ROW` (the same command continues an unfinished row).",
         "Measured = test accuracy (%) on the full test set, [min, mean, max] over the last `eval_last` epochs",
         "of the schedule (the paper's statistic), or the final test of a row without that window (eval_last = 0);",
-        "`latest` is the newest evaluated epoch while a row is running.",
+        "`unfinished` rows (a run in progress or stopped; its README says which) give their epochs done and",
+        "`latest`, the newest evaluated epoch.",
         "Operations per test sample (docs/efficiency.md): a spiking row's synaptic operations plus lateral-inhibition",
         "updates over the whole test presentation, from `snnbp eval results/ROW --curves` (curves.json); a",
         "conventional row's (`ann-*`) multiply-accumulates. `vs baseline`: when the spiking row's accuracy over time",
@@ -219,7 +220,7 @@ def write_table(results: Path) -> Path:
             if st["window"] and st["n_window"] < st["eval_last"]:
                 status += f" (window of {st['n_window']} evaluations)"
         else:
-            status = f"running: epoch {st['epochs_done']}/{st['epochs']}"
+            status = f"unfinished: epoch {st['epochs_done']}/{st['epochs']}"
             if st["latest"]:
                 status += f", latest {st['latest'][1]:.2f} % (epoch {st['latest'][0]})"
         wall = f"{st['wall_s'] / 3600:.2f} h" if st["wall_s"] else "-"
