@@ -69,6 +69,28 @@ def refractory_weight(dt_since_spike_us: float, t_ref_us: float, w_d0: float) ->
 
 # ---- initialization (eqs. 9-10) -------------------------------------------------------------
 
+@numba.njit(cache=True)
+def spread_above_floor(th64, floor, refused, n_open):
+    """Homeostasis at the threshold floor (docs/method.md 4.4): take ``refused`` (what the floor
+    refused some neurons) from the n_open neurons still above the floor, in equal shares capped at
+    each one's distance to it (water-filling, a few passes at most), so the layer's threshold sum is
+    conserved unless every neuron reaches the floor. th64 (N,) float64, modified in place."""
+    N = th64.shape[0]
+    for _ in range(16):
+        if refused <= 0.0 or n_open == 0:
+            break
+        share = refused / n_open
+        taken = 0.0
+        n_open = 0
+        for i in range(N):
+            room = th64[i] - floor
+            d = share if share < room else (room if room > 0.0 else 0.0)
+            th64[i] -= d
+            taken += d
+            n_open += np.int32(room - d > 0.0)
+        refused -= taken
+
+
 def init_weight_bound(fan_in: int) -> float:
     """sqrt(3 / M): weights ~ U[-b, b] give E[w^2] = 1/M, so E[sum_j w_ij^2] = 1 (eq. 9)."""
     return math.sqrt(3.0 / fan_in)

@@ -41,7 +41,7 @@ from __future__ import annotations
 import numba
 import numpy as np
 
-from snnbp.neuron import decay_factor, refractory_weight
+from snnbp.neuron import decay_factor, refractory_weight, spread_above_floor
 
 
 @numba.njit(cache=True)
@@ -79,20 +79,8 @@ def _homeostasis(th, th64, spikers, first, stop, rho, floor, unmet):
         refused += r
         th64[i] = floor if below else v
         n_open += np.int32(v > floor)
-    # Spread what the floor refused over the neurons still above it (a few passes at most).
-    for _ in range(16):
-        if refused <= 0.0 or n_open == 0:
-            break
-        share = refused / n_open
-        taken = 0.0
-        n_open = 0
-        for i in range(N):
-            room = th64[i] - floor
-            d = share if share < room else (room if room > 0.0 else 0.0)
-            th64[i] -= d
-            taken += d
-            n_open += np.int32(room - d > 0.0)
-        refused -= taken
+    if refused > 0.0 and n_open > 0:  # spread what the floor refused over the neurons above it
+        spread_above_floor(th64, floor, refused, n_open)
     for i in range(N):
         th[i] = np.float32(th64[i])
 

@@ -205,8 +205,8 @@ def simulate_layered_sample(kinds, w2d, wflat, geoms, pool_maps, n_locs, thresho
     operation per neuron reached).
 
     Per layer l (tuples indexed by l): kinds[l] FC or CONV; w2d[l] (M_l, N_l) float32 fc weights (pooled
-    rows already / K^2; a (1, 1) dummy for conv); wflat[l] conv weights as (K, C_in, K reversed, C), flat, / K^2;
-    geoms[l] (C_in, H, W, K, H', W') of a conv layer (``_conv_event``); pool_maps[l]: source -> pooled
+    rows already / K^2; a (1, 1) dummy for conv); wflat[l] conv weights as (K, C_in, K reversed, C), flat,
+    / K^2; geoms[l] (C_in, H, W, K, H', W') of a conv layer (``_conv_event``); pool_maps[l]: source -> pooled
     source; n_locs[l]: HW (fc 1);
     thresholds[l] (C_l,) float64 per map (fc: per neuron). Outputs as simulate_sample (kernels.py), with
     dth_out[l][b], unmet_out[l][b] per map (C_l,).
@@ -224,7 +224,9 @@ def simulate_layered_sample(kinds, w2d, wflat, geoms, pool_maps, n_locs, thresho
     unmet = [np.zeros(thresholds[l].shape[0], np.float64) for l in range(L)]
     fired = [np.zeros(sizes[l], np.bool_) for l in range(L)]
     map_buf = [np.zeros(sizes[l], np.int32) for l in range(L)]
-    thG = [np.zeros(thresholds[l].shape[0] * (geoms[l][3] if kinds[l] == CONV else 1), np.float32) for l in range(L)]
+    # conv: the per-map thresholds tiled K times (_integrate_row)
+    thG = [np.zeros(thresholds[l].shape[0] * (geoms[l][3] if kinds[l] == CONV else 1), np.float32)
+           for l in range(L)]
     bufs = [np.empty(max(16, sizes[l]), np.int32) for l in range(L)]
     # fully connected layers' extra state (kernels._layer_event)
     state = [np.zeros(2, np.float64) for l in range(L)]

@@ -47,6 +47,8 @@ import math
 import numba
 import numpy as np
 
+from snnbp.neuron import spread_above_floor
+
 
 @numba.njit(cache=True)
 def output_error(counts, label):
@@ -335,8 +337,8 @@ def enforce_floor(W, th, floor, unmet, raise_per_unit, fired=NO_MASK):
 
 @numba.njit(cache=True)
 def commit_batch_homeostasis(th, dth, floor, unmet, th_start):
-    """th += dth for a mini-batch's summed homeostatic changes, zero-sum at the floor; returns what
-    could not be placed (non-zero only when every neuron sits at the floor).
+    """th += dth for a mini-batch's summed homeostatic changes, zero-sum at the floor (what the
+    floor refuses is taken from the others, neuron.spread_above_floor, unless all sit on it).
 
     th (N,) float64 thresholds (conv: one per map) after the batch's optimizer step, dth (N,) the
     batch's summed per-sample changes, th_start (N,) the thresholds the batch was simulated with,
@@ -347,7 +349,7 @@ def commit_batch_homeostasis(th, dth, floor, unmet, th_start):
     spikers' rises count in full made the batch rule only raise thresholds (measured on the conv
     preset: fc200 mean V_th 0.18 -> 3.6 in two short epochs, results/mnist-conv-event-probes). So a
     neuron's homeostatic decrement that would take it below the floor is refused (added to unmet) and
-    taken from the neurons still above it instead, by the water-filling of the per-sample rule.
+    taken from the neurons still above it instead, by the per-sample rule's water-filling.
     Only the homeostatic part is refused, measured from th_start (as each sample's rule measures it):
     with one sample per batch nothing is refused here, and a threshold the gradient step put below the
     floor is left to ``floor_raises``, as in the per-sample path.
@@ -362,21 +364,10 @@ def commit_batch_homeostasis(th, dth, floor, unmet, th_start):
         th[i] = th[i] + dth[i] + r
         unmet[i] += r
         refused += r
-    for _ in range(32):  # equal shares from the open neurons, capped at their distance to the floor
-        if refused <= 0.0:
-            break
-        n_open = 0
-        for i in range(N):
-            n_open += np.int32(th[i] > floor)
-        if n_open == 0:
-            break
-        share = refused / n_open
-        for i in range(N):
-            if th[i] > floor:
-                take = min(share, th[i] - floor)
-                th[i] -= take
-                refused -= take
-    return max(refused, 0.0)
+    n_open = 0
+    for i in range(N):
+        n_open += np.int32(th[i] > floor)
+    spread_above_floor(th, floor, refused, n_open)
 
 
 # optim.floor_compensation -> code for compiled code. "silent": the drive amount, for neurons that did
