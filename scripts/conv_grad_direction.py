@@ -1,4 +1,4 @@
-"""Which way does the paper's rule push the first conv layer's filters? (results/mnist-conv/README.md)
+"""Which way does the paper's rule push the first conv layer's filters? (results/mnist-conv-event-lr1e-3-2026-12-02/README.md)
 
     python scripts/conv_grad_direction.py [CHECKPOINT] [--batches 8]
 
