@@ -39,6 +39,11 @@ from snnbp.train.protocol import (ChunkStats, load_optimizer_state, make_optimiz
                                   threshold_rate_ratios)
 
 
+def _flat64(t: torch.Tensor) -> np.ndarray:
+    """A tensor as a flat float64 numpy copy on the CPU (the compiled homeostasis commit works on these)."""
+    return t.detach().reshape(-1).to("cpu", torch.float64).numpy().copy()
+
+
 @torch.no_grad()
 def enforce_floor_(layer, unmet: torch.Tensor, raise_per_unit: float, fired: torch.Tensor | None = None) -> int:
     """Torch form of gradient.lee2016.enforce_floor on one layer: V_th >= floor; the refused
@@ -167,7 +172,7 @@ class DenseTrainer:
         grads = [p.grad for p in self._w + self._th]
         self.dist.all_reduce_sum_(grads + dth + unmet + unit_spikes + [stats])
         shrink = model.decoupled_shrink(c.lam, c.beta, self.optimizer.param_groups[0]["lr"]) if decoupled else []
-        th_start = [t.detach().reshape(-1).to("cpu", torch.float64).numpy().copy() for t in self._th]  # simulated with
+        th_start = [_flat64(t) for t in self._th]  # the thresholds the batch was simulated with
         self.optimizer.step()
         with torch.no_grad():
             for layer, s in shrink:  # eq. 13 as its own step after the optimizer's (optim.weight_reg)
@@ -179,9 +184,8 @@ class DenseTrainer:
             with torch.no_grad():
                 # Per-sample homeostasis at full strength: the batch's threshold changes are summed, zero-sum
                 # at the floor (gradient.lee2016.commit_batch_homeostasis; a few values per layer, on the CPU).
-                th64, un = (t.detach().reshape(-1).to("cpu", torch.float64).numpy().copy() for t in (th, unmet[l]))
-                commit_batch_homeostasis(th64, dth[l].detach().reshape(-1).to("cpu", torch.float64).numpy().copy(),
-                                         float(layer.floor), un, th_start[l])
+                th64, un = _flat64(th), _flat64(unmet[l])
+                commit_batch_homeostasis(th64, _flat64(dth[l]), float(layer.floor), un, th_start[l])
                 th.copy_(torch.from_numpy(th64).reshape(th.shape).to(th))
                 unmet_l = torch.from_numpy(un).reshape(th.shape).to(th)
             # "silent": units (conv: maps) that fired in any sample of the batch, all ranks (unit_spikes is reduced)
