@@ -102,6 +102,12 @@ class OptimConfig:
     # the output thresholds' one-signed gradient into a step of ~eta_th every sample whatever its size,
     # so they climb without bound (docs/paper-readings.md 18-19). No effect under SGD.
     threshold_optimizer: str = "same"
+    # Silent-unit revival (gradient/revival.py, a DEVIATION): a threshold group (neuron; conv: feature map)
+    # silent in every one of the last revive_after training samples has its V_th multiplied by
+    # exp(-revive_rate) per further silent sample, down to the floor; revive_rate follows the lr schedule.
+    # 0 = off (the paper has no such rule; its homeostasis, rho, is what revives silent neurons).
+    revive_after: int = 0
+    revive_rate: float = 1e-4
     adam_betas: list[float] = field(default_factory=lambda: [0.9, 0.999])
     adam_eps: float = 1e-8
 
@@ -299,6 +305,7 @@ _RANGES: dict[str, tuple[float, bool, float, bool]] = {
     "optim.lam": _NON_NEGATIVE, "optim.beta": _NON_NEGATIVE, "optim.rho": _NON_NEGATIVE,
     "optim.decay_per_epoch": (0.0, False, 1.0, True),
     "optim.adam_betas": (0.0, True, 1.0, False), "optim.adam_eps": _POSITIVE,
+    "optim.revive_after": _NON_NEGATIVE, "optim.revive_rate": _NON_NEGATIVE,
     "train.epochs": (1, True, math.inf, False), "train.warmup_ms": _NON_NEGATIVE,
     "train.max_minutes": _NON_NEGATIVE, "train.log_every_s": _NON_NEGATIVE,
     "train.eval_every": (1, True, math.inf, False),

@@ -26,6 +26,7 @@ from snnbp.config import Config, load_config, to_dict, to_toml
 from snnbp.data.sources import make_source
 from snnbp.errors import ConfigError, SnnbpError, TrainingDiverged
 from snnbp.files import write_json_atomic, write_text_atomic
+from snnbp.gradient.revival import SilentUnitRevival
 from snnbp.metrics.health import epoch_health
 from snnbp.model import Network
 from snnbp.serialization import FINAL, LAST, load_checkpoint, save_checkpoint, save_network
@@ -120,11 +121,17 @@ def _epochs(cfg, out_dir, resume, progress_bar, log, commit, dist, evaluate, sou
         out_dir.mkdir(parents=True, exist_ok=True)
         write_text_atomic(out_dir / "config.toml", to_toml(cfg))
     cfg_dict = to_dict(cfg)
+    # Silent-unit revival (optim.revive_after > 0): its counters are state, saved with every checkpoint.
+    revival = SilentUnitRevival(net, cfg.optim.revive_after, cfg.optim.revive_rate) if cfg.optim.revive_after > 0 else None
+    if revival is not None and resume:
+        revival.load_state_tensors(opt_t)
 
     def checkpoint(partial: ChunkStats | None = None) -> None:
         if not is_main:
             return
         t, m = trainer.state_tensors()
+        if revival is not None:
+            t = {**t, **revival.state_tensors()}
         prog.partial = None
         if partial is not None:
             prog.partial, unit = partial.to_dict()
@@ -163,6 +170,8 @@ def _epochs(cfg, out_dir, resume, progress_bar, log, commit, dist, evaluate, sou
                 idx = order[lo: lo + tc.chunk]
                 t0 = time.perf_counter()
                 st = trainer.step_chunk(batch, source.train_labels[idx], lr, rho, warmup)
+                if revival is not None:  # after the step: the Network's arrays hold the trained thresholds
+                    revival.after_chunk(net, st.unit_spikes, len(idx), decay)
                 prog.train_wall_s += time.perf_counter() - t0
                 problem = _check_health(net, st, cfg, pres_ms or 300.0)
                 if problem:
@@ -196,6 +205,8 @@ def _epochs(cfg, out_dir, resume, progress_bar, log, commit, dist, evaluate, sou
                           train_samples=total.samples, train_synops_per_sample=total.synops / total.samples,
                           train_spikes_per_layer=(total.spikes / total.samples).round(2).tolist(),
                           health=epoch_health(net, total.samples, total.unit_spikes, total.zero_error))
+        if revival is not None:  # threshold groups silent long enough to be lowered now (state: resume-exact)
+            record["reviving_per_layer"] = revival.reviving().tolist()
         is_last = epoch + 1 >= tc.epochs or stopped_early
         due = (epoch + 1) % max(1, tc.eval_every) == 0 or epoch + 1 > tc.epochs - tc.eval_last or is_last
         if due and background is not None:
