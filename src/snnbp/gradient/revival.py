@@ -27,26 +27,25 @@ from __future__ import annotations
 
 import numpy as np
 
-from snnbp.model import Network
-
 STATE_KEY = "revival.silent_samples"  # checkpoint tensor names: STATE_KEY.<layer>
 
 
 class SilentUnitRevival:
     """Counts, per threshold group, the training samples since its last spike; lowers the dead ones.
 
-    after: samples of silence before a group is revived (> 0); rate: r per silent sample at the
+    net: a snnbp.model.Network (its thresholds and floors; not imported here: the rule sits below the
+    model in the package's layering). after: samples of silence before a group is revived (> 0); rate: r per silent sample at the
     schedule's start (per-chunk factor exp(-r * scale * n)).
     """
 
-    def __init__(self, net: Network, after: int, rate: float):
+    def __init__(self, net, after: int, rate: float):
         if after < 1:
             raise ValueError(f"revive_after must be at least 1 sample, got {after}")
         self.after = int(after)
         self.rate = float(rate)
         self.silent = [np.zeros(th.size, np.int64) for th in net.thresholds]
 
-    def after_chunk(self, net: Network, unit_spikes: list[np.ndarray], n_samples: int, scale: float) -> np.ndarray:
+    def after_chunk(self, net, unit_spikes: list[np.ndarray], n_samples: int, scale: float) -> np.ndarray:
         """Update the counters from a chunk's per-unit spike counts; lower the thresholds of dead groups.
 
         unit_spikes: per layer (N_l,) spikes per unit summed over the chunk (conv: map-major, C x H'W').
