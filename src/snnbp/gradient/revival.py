@@ -34,8 +34,8 @@ class SilentUnitRevival:
     """Counts, per threshold group, the training samples since its last spike; lowers the dead ones.
 
     net: a snnbp.model.Network (its thresholds and floors; not imported here: the rule sits below the
-    model in the package's layering). after: samples of silence before a group is revived (> 0); rate: r per silent sample at the
-    schedule's start (per-chunk factor exp(-r * scale * n)).
+    model in the package's layering). after: samples of silence before a group is revived (> 0);
+    rate: r per silent sample at the schedule's start (per-chunk factor exp(-r * scale * n)).
     """
 
     def __init__(self, net, after: int, rate: float):
@@ -54,11 +54,11 @@ class SilentUnitRevival:
         lowered = np.zeros(net.n_layers, np.int64)
         factor = float(np.exp(-self.rate * scale * n_samples))
         for l, (th, floor) in enumerate(zip(net.thresholds, net.floors)):
-            per_group = np.asarray(unit_spikes[l]).reshape(th.size, -1).sum(axis=1)
+            flat = th.reshape(-1)  # a view: conv thresholds are (C, 1, 1), one per map
+            per_group = np.asarray(unit_spikes[l]).reshape(flat.size, -1).sum(axis=1)
             self.silent[l] = np.where(per_group > 0, 0, self.silent[l] + n_samples)
-            dead = (self.silent[l] >= self.after) & (th.ravel() > floor)
+            dead = (self.silent[l] >= self.after) & (flat > floor)
             if dead.any():
-                flat = th.reshape(-1)  # a view: conv thresholds are (C, 1, 1)
                 flat[dead] = np.maximum(float(floor), flat[dead] * factor)
                 lowered[l] = int(dead.sum())
         return lowered
